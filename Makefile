@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make book` (set up if needed, build the report) and
+# `make test` (set up if needed, run the whole suite). Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lthlib-installed
+
+.PHONY: setup test test-fast book book-html bench clean-book
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# The whole suite: library tests, notebooks through papermill at the smoke profile, nbval.
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q tests -m "not slow"
+
+# Execute every chapter with papermill (reading/writing runs/), then build _build/html.
+book: setup
+	$(BIN)/python -m lthlib.book build
+
+# Build the HTML from the committed executed notebooks without re-executing them.
+book-html: setup
+	$(BIN)/python -m lthlib.book html
+
+bench: setup
+	$(BIN)/python -m lthlib.bench
+
+clean-book:
+	rm -rf _build

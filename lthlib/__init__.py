@@ -1,0 +1,28 @@
+"""lthlib: a reference reproduction of Frankle & Carbin's Lottery Ticket Hypothesis (ICLR 2019).
+
+Public API (see the README and the book for worked examples)::
+
+    create_network, get_dataloaders, load_tensors, evaluate, train,
+    prune_network, copy_mask, remaining_fraction, run, run_experiment, make_experiment
+"""
+__version__ = "0.1.0"
+
+from .config import (ExperimentConfig, DataConfig, ModelConfig, PruneConfig, TrainConfig,
+                     make_experiment, paper_prune, paper_train, profile_deviations)
+from .data import get_dataloaders, get_datasets, load_tensors, resolve_data_root
+from .device import default_device
+from .models import create_network
+from .prune import (apply_masks, copy_mask, get_masks, prune_network, random_masks,
+                    remaining_fraction)
+from .train import early_stop_summary, evaluate, train
+from .store import RunStore
+from .experiments import run, run_experiment
+
+__all__ = [
+    "ExperimentConfig", "DataConfig", "ModelConfig", "PruneConfig", "TrainConfig",
+    "make_experiment", "paper_prune", "paper_train", "profile_deviations",
+    "get_dataloaders", "get_datasets", "load_tensors", "resolve_data_root", "default_device",
+    "create_network", "apply_masks", "copy_mask", "get_masks", "prune_network",
+    "random_masks", "remaining_fraction", "early_stop_summary", "evaluate", "train",
+    "RunStore", "run", "run_experiment", "__version__",
+]

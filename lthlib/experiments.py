@@ -1,0 +1,395 @@
+"""The paper's experiments: one-shot and iterative pruning with their controls.
+
+Procedures (paper Sections 1, 2 and 4; ../shared/spec/paper-facts.md):
+
+* **imp** (Figures 3, 4a): train θ0, prune p% of the remaining weights per layer from the
+  weights at the END of training, reset survivors to θ0, repeat for ``rounds`` levels; every
+  level trains the full budget. Controls: ``reinits`` random re-initialisations per level
+  (same mask, fresh θ0').
+* **global-imp** (Figure 8): the same with one global threshold over the conv weights.
+* **oneshot** (Figures 1, 4c): train θ0 once, then for each target Pm prune once and retrain
+  the ticket (θ0), re-initialised copies (θ0') and randomly sampled sparse networks (a fresh
+  random mask with the ticket's per-layer counts and a fresh init).
+* **random-sparse** (Figure 1, dashed): randomly sampled sparse networks only.
+
+Each trial is stored on its own (see :mod:`lthlib.store`), so adding trials never recomputes
+old ones. Networks of one stage across trials are trained together by the population engine
+when the architecture allows (LeNet, MLP); all networks of a trial share its minibatch order
+(a paired design: the ticket and its controls see the same data).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import engine
+from .config import ExperimentConfig, make_experiment
+from .data import TensorSplit, load_tensors_for
+from .device import default_device, describe_hardware
+from .models import create_network, prunable_layers
+from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
+                    remaining_fraction)
+from .store import MEMBER_KEYS, RunStore, TrialRecord
+from .train import early_stop_summary, train
+
+State = dict[str, torch.Tensor]
+Masks = dict[str, torch.Tensor]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (e.g. trial seed, "reinit", level, replicate)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFF_FFFF
+
+
+def trial_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
+    """One single-trial config per trial: trial t has seed ``cfg.seed + t``."""
+    return [replace(cfg, trials=1, seed=s) for s in cfg.seeds()]
+
+
+@dataclass
+class Member:
+    """One network to train: which trial, which variant, its init and mask."""
+
+    trial: ExperimentConfig
+    variant: str  # "ticket" | "reinit" | "random"
+    level: int
+    replicate: int
+    init: State
+    mask: Masks | None
+    pm: float
+
+
+# --- building networks ---------------------------------------------------------------------
+
+def _net(cfg: ExperimentConfig, seed: int) -> torch.nn.Module:
+    m = cfg.model
+    return create_network(m.arch, m.num_classes, m.in_shape, seed=seed)
+
+
+def _masked_net(cfg: ExperimentConfig, state: State, mask: Masks | None) -> torch.nn.Module:
+    net = _net(cfg, 0)
+    net.load_state_dict(state)
+    if mask is not None:
+        apply_masks(net, mask)
+    return net
+
+
+def _pm(cfg: ExperimentConfig, mask: Masks | None) -> float:
+    return remaining_fraction(_masked_net(cfg, _net(cfg, 0).state_dict(), mask))
+
+
+def imp_next_mask(cfg: ExperimentConfig, final_state: State, mask: Masks | None) -> Masks:
+    """Prune p% of the remaining weights of a trained network (the paper's rates)."""
+    net = _masked_net(cfg, final_state, mask)
+    amount = cfg.prune.conv_rate if cfg.prune.scope == "global" else None
+    rates = None if cfg.prune.scope == "global" else cfg.prune.rates()
+    prune_network(net, amount=amount, scope=cfg.prune.scope, method=cfg.prune.method,
+                  rates=rates, arch=cfg.model.arch)
+    return get_masks(net)
+
+
+def oneshot_rates(cfg: ExperimentConfig, target: float) -> dict[str, float]:
+    """Per-kind amounts that reach Pm = ``target`` in one step, keeping IMP's layer ratios.
+
+    After n IMP rounds a layer of kind k keeps (1 - rate_k)^n; we solve for the real n that
+    gives the target overall, so one-shot and iterative networks at equal Pm have equal
+    per-layer sparsity (the comparison Figure 4 makes).
+    """
+    net = _net(cfg, 0)
+    rates = cfg.prune.rates()
+    kinds: dict[str, int] = {}
+    total = 0
+    for _, module, kind in prunable_layers(net):
+        total += module.weight.numel()
+        if kind in rates and rates[kind] > 0:
+            kinds[kind] = kinds.get(kind, 0) + module.weight.numel()
+    fixed = total - sum(kinds.values())
+
+    def pm(n: float) -> float:
+        return (fixed + sum(c * (1 - rates[k]) ** n for k, c in kinds.items())) / total
+
+    if target < pm(1e4) - 1e-9:
+        raise ValueError(f"target Pm {target} is below what pruning these layers can reach")
+    lo, hi = 0.0, 1e4
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pm(mid) > target else (lo, mid)
+    return {k: 1 - (1 - rates[k]) ** lo for k in kinds}
+
+
+def oneshot_mask(cfg: ExperimentConfig, final_state: State, target: float) -> Masks:
+    net = _masked_net(cfg, final_state, None)
+    if target < 1.0:
+        rates = oneshot_rates(cfg, target)
+        if cfg.prune.scope == "global":
+            prune_network(net, amount=rates.get("conv", 0.0), scope="global",
+                          arch=cfg.model.arch)
+        else:
+            prune_network(net, scope="layerwise", rates={k: rates.get(k, 0.0)
+                                                         for k in ("fc", "conv", "output")},
+                          arch=cfg.model.arch)
+    return get_masks(net)
+
+
+# --- training a stage ----------------------------------------------------------------------
+
+def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSplit,
+                  device: torch.device, progress: bool | str = False
+                  ) -> list[tuple[pd.DataFrame, State]]:
+    """Train every member; the population engine when it supports the arch, else one by one."""
+    if not members:
+        return []
+    if engine.supports(cfg.model.arch) and not cfg.data.augment:
+        results = engine.train_population(
+            cfg.model.arch, [m.init for m in members], [m.mask for m in members], data,
+            cfg.train, [m.trial.seed for m in members], device=device, progress=progress)
+        return [(r.history, r.final_state) for r in results]
+    out = []
+    for i, m in enumerate(members):
+        net = _masked_net(cfg, m.init, m.mask)
+        desc = f"{progress} [{i + 1}/{len(members)}]" if isinstance(progress, str) else progress
+        res = train(net, data, cfg.train, batch_seed=m.trial.seed, device=device,
+                    progress=desc, augment=cfg.data.augment)
+        out.append((res.history, {k: v.detach().cpu() for k, v in plain_state(res.net).items()}))
+    return out
+
+
+def _tag(m: Member, history: pd.DataFrame) -> pd.DataFrame:
+    df = history.copy()
+    df.insert(0, "pm", m.pm)
+    df.insert(0, "replicate", m.replicate)
+    df.insert(0, "level", m.level)
+    df.insert(0, "variant", m.variant)
+    return df
+
+
+class _Runner:
+    """Runs the stages of one experiment across its unfinished trials, stage by stage."""
+
+    def __init__(self, cfg: ExperimentConfig, store: RunStore, data: TensorSplit,
+                 device: torch.device, progress: bool) -> None:
+        self.cfg, self.store, self.data, self.device = cfg, store, data, device
+        self.progress = progress
+        self.metrics: dict[int, list[pd.DataFrame]] = {}
+
+    def stage(self, name: str, trials: list[ExperimentConfig],
+              build: Callable[[ExperimentConfig], list[Member]],
+              keep_state: Callable[[Member], bool] = lambda m: False
+              ) -> dict[int, list[tuple[Member, State | None]]]:
+        """Train (or load) a stage for every trial; returns members with final states kept."""
+        out: dict[int, list[tuple[Member, State | None]]] = {}
+        todo: list[Member] = []
+        for t in trials:
+            members = build(t)
+            done = self.store.load_stage(t, name)
+            need_states = [m for m in members if keep_state(m)]
+            states = self._load_states(t, name) if need_states else {}
+            if done is not None and all(_key(m) in states for m in need_states):
+                self.metrics.setdefault(t.seed, []).append(done)
+                out[t.seed] = [(m, states.get(_key(m))) for m in members]
+            else:
+                todo.extend(members)
+        label = f"{self.cfg.model.arch}/{self.cfg.data.dataset} {name}"
+        results = train_members(todo, self.cfg, self.data, self.device,
+                                progress=label if self.progress else False)
+        by_trial: dict[int, list[tuple[Member, pd.DataFrame, State]]] = {}
+        for m, (hist, state) in zip(todo, results):
+            by_trial.setdefault(m.trial.seed, []).append((m, hist, state))
+        for seed, rows in by_trial.items():
+            t = rows[0][0].trial
+            kept = {_key(m): s for m, _, s in rows if keep_state(m)}
+            if kept:
+                self._save_states(t, name, kept)
+            metrics = pd.concat([_tag(m, h) for m, h, _ in rows], ignore_index=True)
+            self.store.save_stage(t, name, metrics)
+            self.metrics.setdefault(seed, []).append(metrics)
+            out[seed] = [(m, s if keep_state(m) else None) for m, _, s in rows]
+        return out
+
+    def _state_file(self, t: ExperimentConfig, name: str) -> Path:
+        return self.store.ckpt_dir(t) / f"{name}.pt"
+
+    def _save_states(self, t: ExperimentConfig, name: str, states: dict[str, State]) -> None:
+        path = self._state_file(t, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(states, tmp)
+        tmp.replace(path)
+
+    def _load_states(self, t: ExperimentConfig, name: str) -> dict[str, State]:
+        path = self._state_file(t, name)
+        if not path.exists():
+            return {}
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a truncated checkpoint is recomputed, never used
+            return {}
+
+    def finish(self, trials: list[ExperimentConfig], wall: float, extra: dict[str, Any]
+               ) -> None:
+        for t in trials:
+            metrics = pd.concat(self.metrics[t.seed], ignore_index=True)
+            metrics = metrics.sort_values(MEMBER_KEYS + ["iteration"], kind="stable")
+            summary = summarize(metrics)
+            self.store.finish(t, metrics.reset_index(drop=True), summary, wall / len(trials),
+                              describe_hardware(self.device), extra)
+
+
+def _key(m: Member) -> str:
+    return f"{m.variant}-L{m.level}-r{m.replicate}"
+
+
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per network: its Pm, retroactive early-stop point and final accuracies."""
+    rows = []
+    for key, hist in metrics.groupby(MEMBER_KEYS, sort=True):
+        row = dict(zip(MEMBER_KEYS, key))
+        row["pm"] = float(hist["pm"].iloc[0])
+        row.update(early_stop_summary(hist.sort_values("iteration")))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- the experiments -----------------------------------------------------------------------
+
+def _imp(r: _Runner, trials: list[ExperimentConfig]) -> None:
+    cfg = r.cfg
+    theta0 = {t.seed: _net(cfg, t.seed).state_dict() for t in trials}
+    masks: dict[int, Masks | None] = {t.seed: None for t in trials}
+    level_masks: dict[int, dict[int, Masks | None]] = {t.seed: {} for t in trials}
+    for level in range(cfg.prune.rounds + 1):
+        for t in trials:
+            level_masks[t.seed][level] = masks[t.seed]
+
+        def build(t: ExperimentConfig, level: int = level) -> list[Member]:
+            mask = masks[t.seed]
+            return [Member(t, "ticket", level, 0, theta0[t.seed], mask, _pm(cfg, mask))]
+
+        out = r.stage(f"ticket-L{level:02d}", trials, build, keep_state=lambda m: True)
+        if level < cfg.prune.rounds:
+            for t in trials:
+                member, state = out[t.seed][0]
+                masks[t.seed] = imp_next_mask(cfg, state, member.mask)
+
+    def build_reinit(t: ExperimentConfig) -> list[Member]:
+        members = []
+        for level in range(1, cfg.prune.rounds + 1):
+            mask = level_masks[t.seed][level]
+            for rep in range(cfg.reinits):
+                init = _net(cfg, derive_seed(t.seed, "reinit", level, rep)).state_dict()
+                members.append(Member(t, "reinit", level, rep, init, mask, _pm(cfg, mask)))
+        return members
+
+    r.stage("reinit", trials, build_reinit)
+
+
+def _oneshot(r: _Runner, trials: list[ExperimentConfig], with_ticket: bool = True) -> None:
+    cfg = r.cfg
+    theta0 = {t.seed: _net(cfg, t.seed).state_dict() for t in trials}
+    dense: dict[int, State] = {}
+    if with_ticket:
+        out = r.stage("dense", trials, lambda t: [
+            Member(t, "ticket", 0, 0, theta0[t.seed], None, 1.0)], keep_state=lambda m: True)
+        dense = {seed: members[0][1] for seed, members in out.items()}
+    targets = [p for p in cfg.oneshot_targets if p < 1.0]
+
+    def build(t: ExperimentConfig) -> list[Member]:
+        members = []
+        for i, target in enumerate(targets, start=1):
+            if with_ticket:
+                mask = oneshot_mask(cfg, dense[t.seed], target)
+            else:  # the ticket's per-layer counts without training: prune θ0 (counts only)
+                mask = oneshot_mask(cfg, theta0[t.seed], target)
+            pm = _pm(cfg, mask)
+            if with_ticket:
+                members.append(Member(t, "ticket", i, 0, theta0[t.seed], mask, pm))
+                for rep in range(cfg.reinits):
+                    init = _net(cfg, derive_seed(t.seed, "reinit", i, rep)).state_dict()
+                    members.append(Member(t, "reinit", i, rep, init, mask, pm))
+            for rep in range(max(1, cfg.reinits)):
+                gen = torch.Generator().manual_seed(derive_seed(t.seed, "random-mask", i, rep))
+                rmask = random_masks(_masked_net(cfg, theta0[t.seed], mask), gen)
+                init = _net(cfg, derive_seed(t.seed, "random-init", i, rep)).state_dict()
+                members.append(Member(t, "random", i, rep, init, rmask, pm))
+        return members
+
+    r.stage("oneshot" if with_ticket else "random", trials, build)
+
+
+EXPERIMENT_FUNCS: dict[str, Callable[..., None]] = {
+    "imp": _imp, "global-imp": _imp, "oneshot": _oneshot,
+    "random-sparse": lambda r, trials: _oneshot(r, trials, with_ticket=False),
+}
+
+
+@dataclass
+class ExperimentResult:
+    """All trials of an experiment, finished and read back from the store."""
+
+    config: ExperimentConfig
+    trials: list[TrialRecord]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per-network summary rows of every trial, with a ``seed`` column."""
+        return pd.concat([tr.summary.assign(seed=tr.config.seed) for tr in self.trials],
+                         ignore_index=True)
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.concat([tr.metrics().assign(seed=tr.config.seed) for tr in self.trials],
+                         ignore_index=True)
+
+    @property
+    def wall_time_s(self) -> float:
+        return sum(tr.record.get("wall_time_s", 0.0) for tr in self.trials)
+
+
+def check_combination(cfg: ExperimentConfig, allow: bool = False) -> None:
+    """Refuse combinations the paper never ran unless ``allow`` (e.g. global-imp on LeNet)."""
+    paper_global = cfg.model.arch in ("resnet18", "vgg19")
+    if cfg.experiment == "global-imp" and not paper_global and not allow:
+        raise ValueError(f"global-imp is the paper's procedure for resnet18/vgg19, not "
+                         f"{cfg.model.arch!r}; pass allow=True (CLI: --allow) to run it anyway")
+
+
+def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
+                   device: torch.device | str | None = None, progress: bool = True,
+                   data_root: str | Path | None = None, allow: bool = False,
+                   compute: bool = True) -> ExperimentResult:
+    """Return every trial of ``cfg`` from the store, computing (and storing) what is missing.
+
+    With ``compute=False`` only finished trials are returned (nothing is trained).
+    """
+    check_combination(cfg, allow)
+    if cfg.experiment == "global-imp" and cfg.prune.scope != "global":
+        cfg = replace(cfg, prune=replace(cfg.prune, scope="global"))
+    store = RunStore(runs_dir)
+    trials = trial_configs(cfg)
+    missing = [t for t in trials if store.load(t) is None]
+    if missing and compute:
+        dev = default_device(device)
+        data = load_tensors_for(cfg.data, root=data_root, device=dev)
+        runner = _Runner(cfg, store, data, dev, progress)
+        t0 = time.perf_counter()
+        EXPERIMENT_FUNCS[cfg.experiment](runner, missing)
+        runner.finish(missing, time.perf_counter() - t0,
+                      {"population_engine": engine.supports(cfg.model.arch)})
+    records = [rec for rec in (store.load(t) for t in trials) if rec is not None]
+    return ExperimentResult(cfg, records)
+
+
+def run(experiment: str, arch: str = "lenet", dataset: str = "mnist", profile: str = "quick",
+        trials: int = 1, runs_dir: str | Path | None = None, **kwargs: Any) -> ExperimentResult:
+    """Convenience wrapper: ``lth.run("imp", "lenet", "mnist", profile="quick", trials=2)``."""
+    run_kwargs = {k: kwargs.pop(k) for k in ("device", "progress", "data_root", "allow",
+                                             "compute") if k in kwargs}
+    cfg = make_experiment(experiment, arch, dataset, profile, trials, **kwargs)
+    return run_experiment(cfg, runs_dir, **run_kwargs)

@@ -1,0 +1,236 @@
+"""The ``runs/`` store: one directory per (experiment config, trial), identified by a hash.
+
+Layout (browsable by a person; ``runs/README.md`` is a regenerated index)::
+
+    runs/<experiment>/<arch>-<dataset>-<profile>[-<lr setting>]/seed<s>-<run id>/
+        config.json    the whole resolved config of this trial (its hash is the run id)
+        stages/*.csv   per-stage metrics, written as each stage finishes (resume points)
+        metrics.csv    every evaluation of every network in the trial (long format)
+        summary.csv    one row per network: Pm, early-stop iteration and metrics, final accs
+        record.json    status, sha256 of the CSVs, hardware, wall time, lthlib version, commit
+        ckpt/          checkpoints (gitignored; loaded with weights_only=True)
+
+A finished record is returned without recomputation; a changed config hashes elsewhere, so
+stale results are never reused; a record whose files do not match their recorded sha256 is
+reported as corrupt and recomputed, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import ExperimentConfig, experiment_from_dict
+
+DEFAULT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
+MEMBER_KEYS = ["variant", "level", "replicate"]
+
+
+class CorruptRecordError(RuntimeError):
+    """A stored file does not match the hash recorded for it."""
+
+
+def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
+    """Argument, else env LTH_RUNS_DIR, else the repository's ``runs/``."""
+    return Path(runs_dir or os.environ.get("LTH_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def df_to_csv_text(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    return buf.getvalue()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent, timeout=5)
+        sha = out.stdout.strip()
+        return (sha + ("-dirty" if dirty.stdout.strip() else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@dataclass
+class TrialRecord:
+    """A finished trial as read back from disk."""
+
+    config: ExperimentConfig
+    path: Path
+    summary: pd.DataFrame
+    record: dict[str, Any]
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "metrics.csv")
+
+
+class RunStore:
+    """Reads and writes trial records under one runs directory."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = resolve_runs_dir(root)
+
+    # --- paths ---
+    def trial_dir(self, cfg: ExperimentConfig) -> Path:
+        """Directory of a single-trial config (``cfg.trials == 1``)."""
+        if cfg.trials != 1:
+            raise ValueError(f"trial_dir() wants a single-trial config, got trials={cfg.trials}")
+        group = f"{cfg.model.arch}-{cfg.data.dataset}-{cfg.profile}"
+        if cfg.lr_setting:
+            group += f"-{cfg.lr_setting}"
+        return self.root / cfg.experiment / group / f"seed{cfg.seed}-{cfg.run_id()}"
+
+    def ckpt_dir(self, cfg: ExperimentConfig) -> Path:
+        return self.trial_dir(cfg) / "ckpt"
+
+    # --- stages (resume points) ---
+    def stage_path(self, cfg: ExperimentConfig, stage: str) -> Path:
+        return self.trial_dir(cfg) / "stages" / f"{stage}.csv"
+
+    def save_stage(self, cfg: ExperimentConfig, stage: str, metrics: pd.DataFrame) -> None:
+        """Write one stage's metrics atomically, with its hash beside it."""
+        self._write_config(cfg)
+        text = df_to_csv_text(metrics)
+        path = self.stage_path(cfg, stage)
+        atomic_write_text(path, text)
+        atomic_write_text(path.with_suffix(".sha256"), sha256_text(text) + "\n")
+
+    def load_stage(self, cfg: ExperimentConfig, stage: str) -> pd.DataFrame | None:
+        path = self.stage_path(cfg, stage)
+        sha = path.with_suffix(".sha256")
+        if not path.exists() or not sha.exists():
+            return None
+        text = path.read_text()
+        if sha256_text(text) != sha.read_text().strip():
+            warnings.warn(f"stage file {path} does not match its hash: recomputing it")
+            return None
+        return pd.read_csv(io.StringIO(text))
+
+    # --- finished trials ---
+    def load(self, cfg: ExperimentConfig) -> TrialRecord | None:
+        """The finished record for ``cfg``, or None if absent, partial or corrupt (warns)."""
+        path = self.trial_dir(cfg)
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            return None
+        except CorruptRecordError as err:
+            warnings.warn(f"{err}; it will be recomputed")
+            return None
+
+    def _read(self, path: Path) -> TrialRecord:
+        rec_file = path / "record.json"
+        if not rec_file.exists():
+            raise FileNotFoundError(rec_file)
+        try:
+            record = json.loads(rec_file.read_text())
+            config = experiment_from_dict(json.loads((path / "config.json").read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise CorruptRecordError(f"record in {path} is unreadable ({err})") from err
+        if record.get("status") != "finished":
+            raise FileNotFoundError(rec_file)
+        for name, digest in record.get("sha256", {}).items():
+            f = path / name
+            if not f.exists() or sha256_text(f.read_text()) != digest:
+                raise CorruptRecordError(f"{f} is missing or does not match its sha256")
+        if config.run_id() != record.get("run_id"):
+            raise CorruptRecordError(f"config in {path} does not hash to its recorded run id")
+        return TrialRecord(config, path, pd.read_csv(path / "summary.csv"), record)
+
+    def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
+               wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None
+               ) -> TrialRecord:
+        """Write the trial's final metrics and record (the record last: it marks completion)."""
+        from . import __version__
+        path = self.trial_dir(cfg)
+        self._write_config(cfg)
+        texts = {"metrics.csv": df_to_csv_text(metrics), "summary.csv": df_to_csv_text(summary)}
+        for name, text in texts.items():
+            atomic_write_text(path / name, text)
+        record = {
+            "status": "finished", "run_id": cfg.run_id(), "experiment": cfg.experiment,
+            "arch": cfg.model.arch, "dataset": cfg.data.dataset, "profile": cfg.profile,
+            "seed": cfg.seed, "lr_setting": cfg.lr_setting,
+            "levels": int(summary["level"].nunique()) if "level" in summary else 0,
+            "networks": len(summary), "wall_time_s": round(wall_time, 2), "hardware": hardware,
+            "lthlib_version": __version__, "git_commit": git_commit(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sha256": {name: sha256_text(text) for name, text in texts.items()},
+            **(extra or {}),
+        }
+        atomic_write_text(path / "record.json", json.dumps(record, indent=1) + "\n")
+        self.write_index()
+        return TrialRecord(cfg, path, summary, record)
+
+    def _write_config(self, cfg: ExperimentConfig) -> None:
+        path = self.trial_dir(cfg) / "config.json"
+        if not path.exists():
+            atomic_write_text(path, json.dumps({**cfg.to_dict()}, indent=1) + "\n")
+
+    # --- listing ---
+    def list(self) -> pd.DataFrame:
+        """One row per trial directory: finished, partial or corrupt."""
+        rows = []
+        for cfg_file in sorted(self.root.glob("*/*/*/config.json")):
+            path = cfg_file.parent
+            row: dict[str, Any] = {"path": str(path.relative_to(self.root))}
+            try:
+                rec = self._read(path)
+                row.update({k: rec.record.get(k) for k in (
+                    "experiment", "arch", "dataset", "profile", "seed", "lr_setting", "levels",
+                    "networks", "wall_time_s", "git_commit")})
+                row["device"] = rec.record.get("hardware", {}).get("device")
+                row["status"] = "finished"
+            except FileNotFoundError:
+                cfg = experiment_from_dict(json.loads(cfg_file.read_text()))
+                row.update({"experiment": cfg.experiment, "arch": cfg.model.arch,
+                            "dataset": cfg.data.dataset, "profile": cfg.profile,
+                            "seed": cfg.seed, "lr_setting": cfg.lr_setting,
+                            "status": "partial"})
+            except CorruptRecordError:
+                row["status"] = "corrupt"
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def write_index(self) -> None:
+        """Regenerate ``README.md`` and ``index.csv`` at the store's root."""
+        df = self.list()
+        if df.empty:
+            return
+        atomic_write_text(self.root / "index.csv", df_to_csv_text(df))
+        cols = [c for c in ("experiment", "arch", "dataset", "profile", "lr_setting", "seed",
+                            "levels", "networks", "status", "wall_time_s", "device", "path")
+                if c in df]
+        lines = ["# runs/ index", "",
+                 "Regenerated by `lthlib` whenever a trial finishes. One row per trial; "
+                 "open a trial's folder for `summary.csv`, `metrics.csv` and `record.json`.",
+                 "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for _, r in df[cols].fillna("").iterrows():
+            lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
+        atomic_write_text(self.root / "README.md", "\n".join(lines) + "\n")

@@ -1,0 +1,319 @@
+"""Training with the paper's optimizers, periodic evaluation and retroactive early stopping.
+
+The paper (Section 2, Appendix) trains for a fixed number of iterations, evaluates validation
+and test loss every 100 iterations, and afterwards reports the iteration of minimum
+validation loss ("early stopping", applied retroactively). This module does exactly that for
+one network; :mod:`lthlib.engine` does the same for many fully-connected networks at once and
+must agree with it number for number.
+
+Used in: chapter 7.3 (training) and by :mod:`lthlib.experiments` for conv networks.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from torch.utils.data import DataLoader, Subset
+
+from .config import TrainConfig
+from .data import TensorSplit, augment_batch, batch_indices
+from .device import default_device
+
+HISTORY_COLUMNS = ["iteration", "train_loss", "train_acc", "val_loss", "val_acc",
+                   "test_loss", "test_acc"]
+EvalData = Union[DataLoader, tuple[torch.Tensor, torch.Tensor]]
+Loaders = tuple  # (train, val, test) or (train, val, test, train_eval) DataLoaders
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: EvalData, batch_size: int = 5000,
+             device: torch.device | str | None = None) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy (fraction) of ``net`` on a loader or (X, y)."""
+    device = torch.device(device) if device is not None else _net_device(net)
+    was_training = net.training
+    net.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    if isinstance(data, (tuple, list)):
+        X, y = data
+        batches: Any = ((X[i:i + batch_size], y[i:i + batch_size])
+                        for i in range(0, len(y), batch_size))
+    else:
+        batches = data
+    for xb, yb in batches:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        logits = net(xb)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+        count += len(yb)
+    net.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate() got an empty dataset")
+    return total_loss / count, correct / count
+
+
+def _net_device(net: nn.Module) -> torch.device:
+    p = next(net.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+# --- optimizer and schedule ----------------------------------------------------------------
+
+def lr_factor(iteration: int, cfg: TrainConfig) -> float:
+    """Multiplier on cfg.lr for update number ``iteration`` (0-based): warmup x step decay."""
+    warm = min(1.0, (iteration + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
+    drops = sum(1 for m in cfg.milestones if iteration >= m)
+    return warm * cfg.gamma ** drops
+
+
+def make_optimizer(params: Any, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The paper's optimizer: Adam for LeNet/Conv, SGD with momentum for ResNet/VGG."""
+    params = list(params)
+    if cfg.optimizer == "adam":
+        try:  # fused Adam is much faster on CPU (torch >= 2.4) and on CUDA
+            return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                    weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, cfg))
+
+
+def eval_iterations(cfg: TrainConfig) -> list[int]:
+    """Iterations at which the paper evaluates: 0, every eval_every, and the last one."""
+    its = list(range(0, cfg.iterations + 1, cfg.eval_every))
+    if its[-1] != cfg.iterations:
+        its.append(cfg.iterations)
+    return its
+
+
+# --- early stopping ------------------------------------------------------------------------
+
+def early_stop_summary(history: pd.DataFrame) -> dict[str, float]:
+    """Retroactive early stopping: the eval point of minimum validation loss (first on ties).
+
+    Returns the iteration and every metric at that point, plus the final-iteration test and
+    train accuracy (Figure 4b / Figure 12 use those).
+    """
+    if history.empty:
+        raise ValueError("early_stop_summary() got an empty history")
+    vals = history["val_loss"].to_numpy()
+    if all(math.isnan(v) for v in vals):
+        raise ValueError("early_stop_summary(): every validation loss is NaN")
+    row = history.iloc[int(pd.Series(vals).fillna(math.inf).to_numpy().argmin())]
+    last = history.iloc[-1]
+    out = {"early_stop_iteration": int(row["iteration"])}
+    for col in HISTORY_COLUMNS[1:]:
+        out[f"early_stop_{col}"] = float(row[col])
+    out["final_iteration"] = int(last["iteration"])
+    out["final_test_acc"] = float(last["test_acc"])
+    out["final_train_acc"] = float(last["train_acc"])
+    return out
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def save_checkpoint(path: str | os.PathLike, net: nn.Module, **extra: Any) -> Path:
+    """Atomically save ``net``'s state dict (masks included) plus plain-data extras."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"state_dict": net.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, net: nn.Module) -> dict[str, Any]:
+    """Load a checkpoint into ``net`` (re-creating pruning masks it carries); returns extras.
+
+    Uses ``weights_only=True``: a checkpoint can never execute code when read.
+    """
+    blob = torch.load(Path(path), map_location=_net_device(net), weights_only=True)
+    state = blob["state_dict"]
+    modules = dict(net.named_modules())
+    for key in state:
+        if key.endswith(".weight_mask"):
+            mod = modules.get(key[: -len(".weight_mask")])
+            if mod is None:
+                raise ValueError(f"checkpoint {path} has mask {key!r} for a layer this net lacks")
+            if not torch_prune.is_pruned(mod) or not hasattr(mod, "weight_mask"):
+                torch_prune.identity(mod, "weight")
+    net.load_state_dict(state)
+    # the reparametrised `weight` attribute is recomputed only in forward: refresh it now
+    for mod in net.modules():
+        if hasattr(mod, "weight_mask") and hasattr(mod, "weight_orig"):
+            mod.weight = mod.weight_orig * mod.weight_mask
+    return {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+# --- the training loop ---------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame
+    net: nn.Module
+    early_stop: dict[str, float]
+    wall_time: float
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+
+class _Batches:
+    """Yields (X, y) training batches from tensors (fast path) or a DataLoader (plain path)."""
+
+    def __init__(self, data: TensorSplit | Loaders, cfg: TrainConfig, seed: int, start: int,
+                 device: torch.device, augment: bool) -> None:
+        self.device, self.augment, self.seed = device, augment, seed
+        if isinstance(data, TensorSplit):
+            self.X, self.y = data.train_x.to(device), data.train_y.to(device)
+            self._it: Iterator = batch_indices(len(self.y), cfg.batch_size, seed, start)
+            self.loader = None
+        else:
+            if start:
+                raise ValueError("resuming mid-run needs tensor data (TensorSplit)")
+            self.loader = data[0]
+            self._it = self._loader_stream()
+
+    def _loader_stream(self) -> Iterator:
+        while True:
+            yield from self.loader
+
+    def next(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.loader is not None:
+            xb, yb = next(self._it)
+            xb, yb = xb.to(self.device), yb.to(self.device)
+        else:
+            idx = next(self._it).to(self.device)
+            xb, yb = self.X[idx], self.y[idx]
+        if self.augment:
+            gen = torch.Generator(device=xb.device).manual_seed(self.seed * 1_000_003 + iteration)
+            xb = augment_batch(xb, gen)
+        return xb, yb
+
+
+def _eval_sets(data: TensorSplit | Loaders, device: torch.device) -> dict[str, EvalData]:
+    if isinstance(data, TensorSplit):
+        return {"train": (data.train_eval_x.to(device), data.train_eval_y.to(device)),
+                "val": (data.val_x.to(device), data.val_y.to(device)),
+                "test": (data.test_x.to(device), data.test_y.to(device))}
+    if len(data) not in (3, 4):
+        raise ValueError(f"loaders must be (train, val, test[, train_eval]); got {len(data)}")
+    train_eval = data[3] if len(data) == 4 else DataLoader(
+        Subset(data[0].dataset, range(min(5000, len(data[0].dataset)))), batch_size=1000)
+    return {"train": train_eval, "val": data[1], "test": data[2]}
+
+
+def _eval_row(net: nn.Module, sets: dict[str, EvalData], iteration: int,
+              device: torch.device) -> dict[str, float]:
+    row: dict[str, float] = {"iteration": iteration}
+    for name in ("train", "val", "test"):
+        row[f"{name}_loss"], row[f"{name}_acc"] = evaluate(net, sets[name], device=device)
+    return row
+
+
+def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_seed: int = 0,
+          run_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
+          progress: bool | str = False, augment: bool = False,
+          checkpoint_every: int | None = None) -> TrainResult:
+    """Train ``net`` (pruned or not) for ``cfg.iterations`` updates; evaluate; early-stop.
+
+    With ``run_dir``, checkpoints ``start.pt``, ``best.pt`` (minimum validation loss so far)
+    and ``end.pt`` are written there, plus ``resume.pt`` every ``checkpoint_every`` iterations
+    (default: every eval) so a killed run continues from where it was, bit for bit on CPU.
+    Pruned weights stay exactly zero: torch's reparametrisation (weight_orig * weight_mask)
+    zeroes their gradient, so neither momentum nor weight decay can regrow them.
+    """
+    device = default_device(device)
+    net.to(device)
+    run_path = Path(run_dir) if run_dir is not None else None
+    opt = make_optimizer(net.parameters(), cfg, device)
+    sched = make_scheduler(opt, cfg)
+    rows: list[dict[str, float]] = []
+    start, best_val = 0, math.inf
+    ckpt: dict[str, Path] = {}
+    if run_path is not None:
+        ckpt = {n: run_path / f"{n}.pt" for n in ("start", "best", "end", "resume")}
+        if ckpt["end"].exists() and (run_path / "history.csv").exists():
+            load_checkpoint(ckpt["end"], net)
+            history = pd.read_csv(run_path / "history.csv")
+            return TrainResult(history, net, early_stop_summary(history), 0.0, ckpt)
+        if ckpt["resume"].exists():
+            extra = load_checkpoint(ckpt["resume"], net)
+            opt = make_optimizer(net.parameters(), cfg, device)
+            opt.load_state_dict(extra["optimizer"])
+            sched = make_scheduler(opt, cfg)
+            sched.load_state_dict(extra["scheduler"])
+            start, best_val = int(extra["iteration"]), float(extra["best_val"])
+            rows = [dict(zip(HISTORY_COLUMNS, r)) for r in extra["history"].tolist()]
+        else:
+            save_checkpoint(ckpt["start"], net)
+    sets = _eval_sets(data, device)
+    evals = set(eval_iterations(cfg))
+    every = checkpoint_every or cfg.eval_every
+    batches = _Batches(data, cfg, batch_seed, start, device, augment)
+    bar = _progress(progress, cfg.iterations, start)
+    t0 = time.perf_counter()
+    net.train()
+    for it in range(start, cfg.iterations + 1):
+        if it in evals and not (rows and rows[-1]["iteration"] == it):
+            rows.append(_eval_row(net, sets, it, device))
+            net.train()
+            if rows[-1]["val_loss"] < best_val:
+                best_val = rows[-1]["val_loss"]
+                if run_path is not None:
+                    save_checkpoint(ckpt["best"], net, iteration=it)
+            if bar is not None:
+                bar.set_postfix(val_acc=f"{rows[-1]['val_acc']:.4f}", refresh=False)
+        if run_path is not None and it > start and it % every == 0 and it < cfg.iterations:
+            save_checkpoint(ckpt["resume"], net, optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), iteration=it, best_val=best_val,
+                            history=torch.tensor([[r[c] for c in HISTORY_COLUMNS] for r in rows],
+                                                 dtype=torch.float64))
+        if it == cfg.iterations:
+            break
+        xb, yb = batches.next(it)
+        loss = F.cross_entropy(net(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    history["iteration"] = history["iteration"].astype(int)
+    wall = time.perf_counter() - t0
+    if run_path is not None:
+        save_checkpoint(ckpt["end"], net, iteration=cfg.iterations)
+        _atomic_csv(history, run_path / "history.csv")
+        ckpt["resume"].unlink(missing_ok=True)
+    return TrainResult(history, net, early_stop_summary(history), wall, ckpt)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _progress(progress: bool | str, total: int, start: int) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    desc = progress if isinstance(progress, str) else "train"
+    return tqdm(total=total, initial=start, desc=desc, unit="it", leave=False)
