@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from .config import DATASET_SHAPES, DATASETS, DataConfig
 
@@ -214,7 +214,19 @@ def _torchvision_class(key: str) -> Any:
         test_list = [[f, None] for f, _ in base.test_list]
         meta = {**base.meta, "md5": None}
 
+        def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+            # A class made in a function cannot be pickled by name (DataLoader workers
+            # under "spawn" pickle the dataset), so rebuild it from its state instead.
+            return _unpickle_cifar10, (self.__dict__,)
+
     return CIFAR10
+
+
+def _unpickle_cifar10(state: dict[str, Any]) -> Any:
+    cls = _torchvision_class("cifar10")
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
 
 
 def _load_torchvision(key: str, root: PathLike | None, download: bool, verify: bool,
@@ -259,7 +271,7 @@ def _first(n_items: int, subset: int, what: str) -> int:
 
 def get_datasets(name: str, root: PathLike | None = None, seed: int = 0,
                  val_size: int = 5000, augment: bool = False, download: bool = False,
-                 verify: bool = True) -> tuple[Dataset, Dataset, Dataset]:
+                 verify: bool = True) -> tuple[Subset, Subset, Subset]:
     """(train, val, test) Subsets of torchvision's dataset with ToTensor: the textbook path.
 
     ``seed`` picks the validation hold-out. ``augment`` adds RandomCrop(padding=4) and

@@ -116,8 +116,9 @@ def oneshot_rates(cfg: ExperimentConfig, target: float) -> dict[str, float]:
     def pm(n: float) -> float:
         return (fixed + sum(c * (1 - rates[k]) ** n for k, c in kinds.items())) / total
 
-    if target < pm(1e4) - 1e-9:
-        raise ValueError(f"target Pm {target} is below what pruning these layers can reach")
+    if not pm(1e4) < target <= 1.0:
+        raise ValueError(f"target Pm {target} is outside (0, 1] or below what pruning these "
+                         f"layers can reach ({pm(1e4):.2g})")
     lo, hi = 0.0, 1e4
     for _ in range(200):
         mid = (lo + hi) / 2

@@ -284,6 +284,8 @@ def test_cifar10_fake_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     aug_train, aug_val, _ = data.get_datasets("cifar10", root=tmp_path, verify=False,
                                               val_size=500, augment=True)
     assert aug_train[0][0].shape == (3, 32, 32)
+    clone = pickle.loads(pickle.dumps(val.dataset))  # DataLoader workers under "spawn"
+    assert torch.equal(clone[5][0], val.dataset[5][0])  # type: ignore[attr-defined]
     assert torch.equal(aug_val[3][0], split.val_x[3])  # validation is never augmented
     with pytest.raises(ValueError, match="md5"):  # the fake files are not the real ones
         data.get_datasets("cifar10", root=tmp_path, val_size=500)
@@ -310,6 +312,6 @@ def test_augment_batch_flip_and_crop() -> None:
         crops = [padded[i, :, dy:dy + 12, dx:dx + 12] for dy in range(9) for dx in range(9)]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
     flips = data.augment_batch(x, torch.Generator().manual_seed(3), padding=0)
-    assert all(torch.equal(f, a) or torch.equal(f, a.flip(-1)) 
+    assert all(torch.equal(f, a) or torch.equal(f, a.flip(-1))
                for f, a in zip(flips, x, strict=True))
     assert data.augment_batch(x[:0], torch.Generator()).shape == (0, 3, 12, 12)

@@ -1,0 +1,597 @@
+"""The report's machinery: what each chapter needs from ``runs/``, which profile it shows,
+executing the chapters with papermill, building the Jupyter Book and checking the site.
+
+The chapters in ``book/`` stay short because the decisions live here: a chapter asks
+:func:`prepare` for its experiments and gets the largest profile whose results are complete
+in the store (``paper`` > ``quick`` > ``smoke``), computing what is missing only when asked
+for a profile that is not there yet.
+
+Command line::
+
+    python -m lthlib.book build     # papermill-execute every chapter in place, then the HTML
+    python -m lthlib.book html      # build _build/html from the executed notebooks only
+    python -m lthlib.book check     # check the built site (pages, links, images)
+    python -m lthlib.book screenshot _build/html/book/intro.html intro.png
+
+Used in: every chapter of ``book/``, ``make book`` and ``tests/test_notebooks.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from .config import (PROFILES, RESNET_LR_SETTINGS, check_choice, get_profile, make_experiment,
+                     profile_deviations)
+from .store import RunStore, resolve_runs_dir
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK_DIR = REPO / "book"
+KERNEL = "python3"
+PAPER_TRIALS = 5  # trials per point in the paper's main body
+PROFILE_ORDER = ("paper", "quick", "smoke")  # largest first: what "auto" prefers
+
+# Choices the paper leaves open (or that we made on purpose), printed in every chapter.
+OUR_CHOICES = (
+    "ReLU activations (the paper names none; ReLU is the usual reading).",
+    "Inputs scaled to [0, 1] (ToTensor), no mean/std normalisation.",
+    "Only Linear/Conv weights are pruned; biases and BatchNorm parameters never are.",
+    "Pm counts every Linear/Conv weight, including layers that are never pruned.",
+    "Training accuracy is measured on a fixed 5,000-example subset of the training split.",
+    "Paired design: within a trial, a ticket and its controls see the same minibatch order.",
+    "One-shot pruning uses per-layer rates that keep IMP's layer ratios at equal Pm.",
+    "Adam uses PyTorch's betas (0.9, 0.999) and eps 1e-8 (the paper gives none).",
+)
+
+
+# --- what each chapter needs --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Need:
+    """One experiment a chapter reads: experiment name, network and (Figure 8) lr setting."""
+
+    experiment: str
+    arch: str = "lenet"
+    lr_setting: str = ""
+
+    @property
+    def key(self) -> str:
+        """Short name used to look results up in a :class:`Context` (``imp``,
+        ``global-imp/lr0.1``)."""
+        return self.experiment + (f"/{self.lr_setting}" if self.lr_setting else "")
+
+    def config(self, dataset: str, profile: str, trials: int = 1, rounds: int | None = None):
+        """The experiment config of this need (the paper's settings with ``profile``)."""
+        return make_experiment(self.experiment, self.arch, dataset, profile, trials,
+                               lr_setting=self.lr_setting or None, rounds=rounds)
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A notebook of the book: its file stem, title, the questions it answers, its needs."""
+
+    name: str
+    title: str
+    questions: str
+    needs: tuple[Need, ...] = ()
+    arch: str = "lenet"
+    datasets: tuple[str, ...] = ("mnist",)  # datasets it shows; the first is the default
+
+
+_FIG8 = tuple(Need("global-imp", "resnet18", s) for s in RESNET_LR_SETTINGS)
+CHAPTERS: tuple[Chapter, ...] = (
+    Chapter("intro", "The lottery ticket hypothesis, reproduced", "7.1"),
+    Chapter("02_models_data", "Models and datasets", "7.2"),
+    Chapter("03_training", "Training and early stopping", "7.3", (Need("imp"),)),
+    Chapter("04_pruning", "Pruning", "7.4"),
+    Chapter("05_figure1", "One-shot tickets against random sparse networks (Figure 1)", "7.5",
+            (Need("oneshot"), Need("imp")), datasets=("mnist", "fashionmnist")),
+    Chapter("06_iterative_pruning", "Iterative pruning and re-initialisation (Figures 3, 4a)",
+            "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
+    Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
+            arch="resnet18", datasets=("fashionmnist", "mnist", "cifar10")),
+    Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
+            (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
+)
+
+
+def get_chapter(name: str) -> Chapter:
+    """The chapter called ``name`` (file stem, e.g. ``06_iterative_pruning``)."""
+    names = tuple(c.name for c in CHAPTERS)
+    return CHAPTERS[names.index(check_choice("chapter", name, names))]
+
+
+def chapter_path(chapter: Chapter | str) -> Path:
+    name = chapter.name if isinstance(chapter, Chapter) else get_chapter(chapter).name
+    return BOOK_DIR / f"{name}.ipynb"
+
+
+# --- reading the store --------------------------------------------------------------------
+
+def finished_trials(need: Need, dataset: str, profile: str, runs_dir: str | Path | None = None,
+                    rounds: int | None = None, limit: int = 100) -> int:
+    """How many trials (seeds 0, 1, 2, ... without a gap) of ``need`` are finished."""
+    store = RunStore(runs_dir)
+    try:
+        cfg = need.config(dataset, profile, 1, rounds)
+    except ValueError:
+        return 0
+    group = store.trial_dir(cfg).parent
+    if not group.is_dir():  # cheap exit: nothing of this experiment at this profile
+        return 0
+    count = 0
+    while count < limit and store.load(replace(cfg, seed=count)) is not None:
+        count += 1
+    return count
+
+
+def complete_profiles(needs: tuple[Need, ...] | list[Need], dataset: str,
+                      runs_dir: str | Path | None = None, rounds: int | None = None
+                      ) -> list[str]:
+    """Profiles (largest first) at which every need has at least one finished trial."""
+    return [p for p in PROFILE_ORDER
+            if all(finished_trials(n, dataset, p, runs_dir, rounds) > 0 for n in needs)]
+
+
+def resolve_profile(needs: tuple[Need, ...] | list[Need], runs_dir: str | Path | None = None,
+                    profile: str = "auto", dataset: str = "mnist", rounds: int | None = None,
+                    fallback: str = "quick") -> str:
+    """``profile`` itself, or for "auto" the largest profile with complete results in the
+    store, else ``fallback`` (which will then be computed)."""
+    if str(profile).lower() != "auto":
+        return check_choice("profile", profile, PROFILES)
+    done = complete_profiles(needs, dataset, runs_dir, rounds)
+    return done[0] if done else check_choice("profile", fallback, PROFILES)
+
+
+def resolve_trials(needs: tuple[Need, ...] | list[Need], dataset: str, profile: str,
+                   trials: int = 0, runs_dir: str | Path | None = None,
+                   rounds: int | None = None) -> int:
+    """``trials`` if positive, else as many as every need has finished (at least 1)."""
+    if trials and trials > 0:
+        return int(trials)
+    counts = [finished_trials(n, dataset, profile, runs_dir, rounds) for n in needs]
+    return max(1, min(counts)) if counts else 1
+
+
+def _compute_allowed(compute: bool | None) -> bool:
+    """``compute`` if given, else env LTH_BOOK_COMPUTE (default on; "0" = read only)."""
+    if compute is not None:
+        return compute
+    return os.environ.get("LTH_BOOK_COMPUTE", "1").lower() not in ("0", "false", "no")
+
+
+# --- a chapter's results ------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """Everything a chapter shows: resolved profile, trials and the experiments' results."""
+
+    chapter: Chapter
+    dataset: str
+    profile: str
+    trials: int
+    runs_dir: Path
+    results: dict[str, Any] = field(default_factory=dict)  # need key -> ExperimentResult
+    computed: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.results[key]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [tr.record for res in self.results.values() for tr in res.trials]
+
+    def hardware(self) -> str:
+        """The devices the shown results were computed on (from the records)."""
+        names = sorted({describe_record_hardware(r) for r in self.records()})
+        return "; ".join(names) if names else "nothing trained"
+
+    def wall_time_s(self) -> float:
+        return float(sum(r.get("wall_time_s", 0.0) for r in self.records()))
+
+    def describe(self) -> str:
+        """One Markdown paragraph: dataset, profile, trials, hardware and training time."""
+        p = get_profile(self.profile)
+        text = (f"**Results shown:** dataset **{DATASET_NAMES[self.dataset]}**, profile "
+                f"**{self.profile}** ({p.description}), **{self.trials}** trial(s) per point "
+                f"(the paper: {PAPER_TRIALS}). Trained on {self.hardware()}, "
+                f"{format_duration(self.wall_time_s())} of training in total.")
+        return text
+
+    def deviations(self) -> str:
+        return deviations_markdown(self.profile, self.chapter.arch)
+
+
+DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10"}
+
+
+def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None = None,
+            trials: int = 0, runs_dir: str | Path | None = None, device: str | None = None,
+            executor: str = "local", rounds: int | None = None, compute: bool | None = None,
+            progress: bool = True) -> Context:
+    """Resolve profile and trials for ``chapter`` and return its results, computing (and
+    storing) whatever is missing unless computing is switched off.
+
+    ``executor="ray"`` hands the missing experiments to :mod:`lthlib.sweep` first.
+    """
+    from .experiments import run
+
+    chap = chapter if isinstance(chapter, Chapter) else get_chapter(chapter)
+    dataset = check_choice("dataset", dataset or chap.datasets[0], tuple(DATASET_NAMES))
+    executor = check_choice("executor", executor, ("local", "ray"))
+    root = resolve_runs_dir(runs_dir)
+    prof = resolve_profile(chap.needs, root, profile, dataset, rounds)
+    n = resolve_trials(chap.needs, dataset, prof, trials, root, rounds)
+    allowed = _compute_allowed(compute)
+    missing = [need for need in chap.needs
+               if finished_trials(need, dataset, prof, root, rounds) < n]
+    if missing and not allowed:
+        raise FileNotFoundError(
+            f"{chap.name}: no finished results for {[m.key for m in missing]} "
+            f"({dataset}, profile {prof}, {n} trial(s)) in {root}, and computing is off "
+            f"(LTH_BOOK_COMPUTE=0); run `make book` or pass compute=True")
+    if missing and executor == "ray":
+        from .sweep import run_sweep  # optional dependency: only needed for executor="ray"
+        run_sweep([m.config(dataset, prof, n, rounds) for m in missing], runs_dir=str(root),
+                  executor="ray", device=device, progress=progress)
+    ctx = Context(chap, dataset, prof, n, root)
+    for need in chap.needs:
+        ctx.results[need.key] = run(
+            need.experiment, need.arch, dataset, prof, n, root, device=device,
+            progress=progress, lr_setting=need.lr_setting or None, rounds=rounds,
+            compute=allowed)
+    ctx.computed = [f"{m.key} ({n} trial(s))" for m in missing]
+    return ctx
+
+
+def prepare_existing(chapter: str | Chapter, dataset: str, profile: str = "auto",
+                     runs_dir: str | Path | None = None, rounds: int | None = None
+                     ) -> Context | None:
+    """The chapter's results for another dataset when they are already stored, else None.
+
+    Nothing is computed: a second dataset column appears only where results exist.
+    """
+    chap = chapter if isinstance(chapter, Chapter) else get_chapter(chapter)
+    done = complete_profiles(chap.needs, dataset, runs_dir, rounds)
+    if str(profile).lower() != "auto":
+        done = [p for p in done if p == profile]
+    if not done:
+        return None
+    return prepare(chap, done[0], dataset, 0, runs_dir, rounds=rounds, compute=False,
+                   progress=False)
+
+
+# --- tables for the introduction ----------------------------------------------------------
+
+def describe_record_hardware(record: dict[str, Any]) -> str:
+    """"GPU name (cuda)" or "CPU model, N cores" from a trial record."""
+    hw = record.get("hardware", {}) or {}
+    if hw.get("gpu"):
+        return f"{hw['gpu']} ({hw.get('device', 'cuda')})"
+    cpu = hw.get("cpu") or "CPU"
+    cores = hw.get("cores")
+    return f"{cpu}, {cores} cores" if cores else str(cpu)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per stored experiment (all seeds together): trials, hardware, wall time."""
+    store = RunStore(runs_dir)
+    rows = []
+    for rec_file in sorted(store.root.glob("*/*/*/record.json")):
+        try:
+            rec = json.loads(rec_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if rec.get("status") != "finished":
+            continue
+        rows.append({"experiment": rec.get("experiment", ""), "network": rec.get("arch", ""),
+                     "dataset": DATASET_NAMES.get(rec.get("dataset", ""), rec.get("dataset")),
+                     "profile": rec.get("profile", ""), "lr setting": rec.get("lr_setting") or "",
+                     "hardware": describe_record_hardware(rec),
+                     "wall_time_s": float(rec.get("wall_time_s", 0.0))})
+    cols = ["experiment", "network", "dataset", "profile", "lr setting", "trials", "hardware",
+            "training time"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    keys = ["experiment", "network", "dataset", "profile", "lr setting"]
+    out = df.groupby(keys, sort=True).agg(
+        trials=("wall_time_s", "size"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
+        wall=("wall_time_s", "sum")).reset_index()
+    out["training time"] = out.pop("wall").map(format_duration)
+    order = {p: i for i, p in enumerate(PROFILE_ORDER)}
+    out = out.sort_values(["experiment", "network", "dataset", "lr setting", "profile"],
+                          key=lambda s: s.map(order) if s.name == "profile" else s)
+    return out[cols].reset_index(drop=True)
+
+
+def coverage_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """For every chapter and dataset it can show: the best stored profile and its trials,
+    and whether that is the paper's setting (its iterations and its 5 trials)."""
+    rows = []
+    for chap in CHAPTERS:
+        if not chap.needs:
+            continue
+        for dataset in chap.datasets:
+            done = complete_profiles(chap.needs, dataset, runs_dir)
+            best = done[0] if done else ""
+            n = resolve_trials(chap.needs, dataset, best, 0, runs_dir) if best else 0
+            if not best:
+                status = "not run"
+            elif best == "paper" and n >= PAPER_TRIALS:
+                status = "paper settings"
+            elif best == "paper":
+                status = f"paper settings, {n} of {PAPER_TRIALS} trials"
+            else:
+                status = f"reduced ({best} profile)"
+            rows.append({"chapter": chap.title, "dataset": DATASET_NAMES[dataset],
+                         "experiments": ", ".join(n_.key for n_ in chap.needs),
+                         "profile shown": best or "-", "trials": n, "status": status})
+    return pd.DataFrame(rows)
+
+
+def deviations(profile: str, arch: str = "lenet") -> list[str]:
+    """Everything the shown results do differently from the paper: the profile's reductions
+    first, then our fixed choices where the paper is silent."""
+    return list(profile_deviations(profile, arch)) + list(OUR_CHOICES)
+
+
+def deviations_markdown(profile: str, arch: str = "lenet") -> str:
+    reduced = profile_deviations(profile, arch)
+    lines = [f"**Profile `{profile}` for {arch}:** "
+             + ("the paper's settings." if not reduced else "; ".join(reduced) + "."), "",
+             "**Our choices where the paper is silent:**", ""]
+    lines += [f"- {c}" for c in OUR_CHOICES]
+    return "\n".join(lines)
+
+
+def show_markdown(text: str) -> Any:
+    """Display computed Markdown in a notebook (rendered as text by the book)."""
+    from IPython.display import Markdown, display
+    return display(Markdown(text))
+
+
+def show_table(df: pd.DataFrame, floatfmt: str = "g") -> Any:
+    """Display a DataFrame as a Markdown table (no index column, stable text for nbval)."""
+    return show_markdown(df.to_markdown(index=False, floatfmt=floatfmt))
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A fraction 0..1 as a percentage string (``0.2114 -> '21.1%'``)."""
+    return f"{100 * float(x):.{digits}f}%"
+
+
+# --- executing and building ---------------------------------------------------------------
+
+def toc_chapters(root: Path = REPO) -> list[str]:
+    """Document paths of the table of contents (``book/intro``, ...), in reading order."""
+    import yaml  # jupyter-book's dependency
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+def execution_order(root: Path = REPO) -> list[Path]:
+    """Chapters in reading order, except the introduction last: its claims ledger and
+    hardware table summarise what the other chapters just stored."""
+    paths = [root / f"{f}.ipynb" for f in toc_chapters(root)]
+    intro = paths[0]
+    return paths[1:] + [intro]
+
+
+def execute_chapter(path: str | Path, output: str | Path | None = None,
+                    parameters: dict[str, Any] | None = None, log_output: bool = True,
+                    cwd: str | Path | None = None) -> Path:
+    """Run one chapter with papermill (in place unless ``output``), streaming its output."""
+    import papermill as pm
+
+    path = Path(path)
+    out = Path(output) if output is not None else path
+    pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL,
+                        cwd=str(cwd or path.parent), progress_bar=True, log_output=log_output,
+                        request_save_on_cell_execute=True)
+    return out
+
+
+def build(parameters: dict[str, Any] | None = None, chapters: list[str] | None = None,
+          html: bool = True, root: Path = REPO) -> Path | None:
+    """Execute the chapters in place (introduction last), then build the HTML."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    order = execution_order(root)
+    if chapters:
+        wanted = {get_chapter(c).name for c in chapters}
+        order = [p for p in order if p.stem in wanted]
+    for i, path in enumerate(order, 1):
+        print(f"[{i}/{len(order)}] executing {path.relative_to(root)}", flush=True)
+        execute_chapter(path, parameters=parameters)
+    return build_html(root=root) if html else None
+
+
+def build_html(root: Path = REPO, output: str | Path | None = None, check: bool = True) -> Path:
+    """``jupyter-book build`` of the executed notebooks; returns the html folder."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build",
+           str(root), "--all"]
+    if output is not None:
+        cmd += ["--path-output", str(output)]
+    subprocess.run(cmd, check=True, cwd=root)
+    html = Path(output or root) / "_build" / "html"
+    if check:
+        problems = check_site(html, root)
+        if problems:
+            raise RuntimeError("site check failed:\n" + "\n".join(problems))
+    return html
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.imgs: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"] or "")
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"] or "")
+        elif tag == "img" and a.get("src"):
+            self.imgs.append(a["src"] or "")
+
+
+def _internal_target(page: Path, ref: str) -> tuple[Path | None, str]:
+    parsed = urlparse(ref)
+    if parsed.scheme or parsed.netloc or ref.startswith(("mailto:", "javascript:", "data:")):
+        return None, ""
+    target = page if not parsed.path else (page.parent / unquote(parsed.path)).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    return target, parsed.fragment
+
+
+def check_site(path: str | Path, root: Path = REPO) -> list[str]:
+    """Problems of a built site (empty list = fine): ``index.html`` and every chapter page
+    exist, every internal link points at an existing file (and anchor, within chapter pages),
+    every ``<img>`` file is present."""
+    html = Path(path)
+    problems: list[str] = []
+    expected = [html / "index.html"] + [html / f"{f}.html" for f in toc_chapters(root)]
+    problems += [f"missing page {p.relative_to(html)}" for p in expected if not p.exists()]
+    pages = {p.resolve(): p for p in html.rglob("*.html")
+             if not p.relative_to(html).parts[0].startswith("_")}
+    parsed: dict[Path, _Links] = {}
+    for page in pages:
+        links = _Links()
+        links.feed(page.read_text(errors="replace"))
+        parsed[page] = links
+    for page, links in parsed.items():
+        rel = page.relative_to(html.resolve())
+        for src in links.imgs:
+            target, _ = _internal_target(page, src)
+            if target is not None and not target.exists():
+                problems.append(f"{rel}: image {src} not found")
+        for href in links.hrefs:
+            target, frag = _internal_target(page, href)
+            if target is None:
+                continue
+            if not target.exists():
+                problems.append(f"{rel}: broken link {href}")
+            elif frag and target.suffix == ".html" and target in parsed \
+                    and frag not in parsed[target].ids:
+                problems.append(f"{rel}: link {href} names a missing anchor")
+    return problems
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def screenshot(url_or_file: str | Path, png: str | Path, width: int = 1280,
+               height: int = 2000, timeout: float = 120.0) -> Path:
+    """A PNG of a page through headless Chromium (install: ``apt-get install chromium``)."""
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("no Chromium found (looked for chromium, chromium-browser, "
+                                "google-chrome); install it with `apt-get install -y chromium`")
+    target = str(url_or_file)
+    if "://" not in target:
+        target = Path(target).resolve().as_uri()
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lth-chromium-") as profile_dir:
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--hide-scrollbars",
+               f"--user-data-dir={profile_dir}", f"--screenshot={png}",
+               f"--window-size={width},{height}", target]
+        subprocess.run(cmd, check=True, timeout=timeout, capture_output=True)
+    if not png.exists():
+        raise RuntimeError(f"Chromium produced no screenshot at {png}")
+    return png
+
+
+# --- command line -------------------------------------------------------------------------
+
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key in ("profile", "dataset", "trials", "runs_dir", "device", "executor"):
+        value = getattr(args, key, None)
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lthlib.book", description=(
+        "Execute the book's chapters with papermill and build the Jupyter Book."))
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="execute every chapter in place, then build the HTML")
+    b.add_argument("--profile", choices=("auto",) + PROFILES, default=None,
+                   help="default: each notebook's own parameter (auto)")
+    b.add_argument("--dataset", default=None)
+    b.add_argument("--trials", type=int, default=None)
+    b.add_argument("--runs-dir", dest="runs_dir", default=None)
+    b.add_argument("--device", default=None)
+    b.add_argument("--executor", choices=("local", "ray"), default=None)
+    b.add_argument("--chapters", nargs="+", default=None,
+                   help="only these chapters (file stems), e.g. 05_figure1 intro")
+    b.add_argument("--no-html", action="store_true", help="execute only")
+    h = sub.add_parser("html", help="build _build/html from the executed notebooks")
+    h.add_argument("--output", default=None, help="folder for _build (default: the repo)")
+    c = sub.add_parser("check", help="check a built site: pages, links, images")
+    c.add_argument("path", nargs="?", default=str(REPO / "_build" / "html"))
+    s = sub.add_parser("screenshot", help="PNG of a page via headless Chromium")
+    s.add_argument("target")
+    s.add_argument("png")
+    s.add_argument("--height", type=int, default=2000)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            html = build(_parameters(args), args.chapters, html=not args.no_html)
+            if html is not None:
+                print(f"built {html / 'index.html'}")
+        elif args.command == "html":
+            html = build_html(output=args.output)
+            print(f"built {html / 'index.html'}")
+        elif args.command == "check":
+            problems = check_site(args.path)
+            print("\n".join(problems) if problems else f"site OK: {args.path}")
+            return 1 if problems else 0
+        elif args.command == "screenshot":
+            print(screenshot(args.target, args.png, height=args.height))
+    except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Population engine: many fully-connected networks trained at once, number for number.
+
+Reproducing the paper is thousands of LeNet trainings. One LeNet step at batch 60 leaves a
+CPU core mostly waiting on per-op overhead and a GPU idle, so this module trains K networks
+of one architecture (``lenet``, ``mlp``) together: parameters are stacked to (K, out, in),
+layer 1 is a single GEMM for every member when they share a minibatch (a "paired design")
+and batched matmuls (bmm) everywhere else; forward and backward are written out by hand
+(no autograd graph) into pre-allocated buffers, and one optimizer step updates all members.
+Adam and SGD are elementwise, so stacking keeps the members independent; masks zero the
+gradient of pruned weights, which start at exactly 0 and so stay exactly 0.
+
+Each member gets the result :func:`lthlib.train.train` gives it alone (same batches, loss,
+optimizer, lr schedule, evaluation points); ``tests/test_engine.py`` checks this.
+
+On a multi-core CPU the population is split into parts trained by one Python thread each
+with one intra-op thread (torch releases the GIL inside ops), which keeps every core busy
+without the synchronisation of multi-threaded small GEMMs.
+
+Used in: chapter 7.3 (training at scale) and by :mod:`lthlib.experiments` for lenet/mlp.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import TrainConfig, check_choice
+from .data import TensorSplit, batch_indices
+from .device import default_device as _resolve_device
+
+ENGINE_ARCHS = ("lenet", "mlp")
+HISTORY_COLUMNS = ["iteration", "train_loss", "train_acc", "val_loss", "val_acc",
+                   "test_loss", "test_acc"]
+_LAYER_KEY = re.compile(r"^fc(\d+)\.weight$")
+_EVAL_FLOATS = 1 << 23  # activations per evaluation chunk (32 MiB of float32 per layer)
+_BATCH_BLOCK = 256  # batch index blocks moved to the device at once
+
+
+@dataclass
+class MemberResult:
+    """One member's training: the same history and final weights train() would give it."""
+
+    history: pd.DataFrame
+    final_state: dict[str, Tensor]  # plain keys, CPU, effective weights (pruned = 0)
+
+
+def supports(arch: str) -> bool:
+    """Whether the engine can train ``arch`` (fully-connected nets only)."""
+    return str(arch).lower() in ENGINE_ARCHS
+
+
+def default_device(device: torch.device | str | None = None) -> torch.device:
+    """``device``, else env LTH_DEVICE, else CUDA when available, else CPU."""
+    return _resolve_device(device)
+
+
+# --- schedule (the same arithmetic as lthlib.train's LambdaLR) ----------------------------
+
+def _lr_factor(iteration: int, cfg: TrainConfig) -> float:
+    warm = min(1.0, (iteration + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
+    drops = sum(1 for m in cfg.milestones if iteration >= m)
+    return warm * cfg.gamma ** drops
+
+
+def _eval_iterations(cfg: TrainConfig) -> list[int]:
+    its = list(range(0, cfg.iterations + 1, cfg.eval_every))
+    if its[-1] != cfg.iterations:
+        its.append(cfg.iterations)
+    return its
+
+
+def _make_optimizer(params: list[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer train() uses, over the stacked tensors (elementwise, so exact)."""
+    if cfg.optimizer == "adam":
+        try:  # fused Adam: one pass over memory per tensor (torch >= 2.4 on CPU)
+            return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                    weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+def _layer_names(state: dict[str, Tensor]) -> list[str]:
+    """fc1..fcN from a plain (or torch-pruned) state dict, checked to be a chain."""
+    nums = sorted(int(m.group(1)) for k in state
+                  for m in [_LAYER_KEY.match(k.replace(".weight_orig", ".weight"))] if m)
+    if not nums or nums != list(range(1, len(nums) + 1)):
+        raise ValueError(f"engine needs fully-connected state dicts with keys fc1.weight, "
+                         f"fc1.bias, ...; got keys {sorted(state)}")
+    return [f"fc{n}" for n in nums]
+
+
+def _effective(state: dict[str, Tensor], name: str) -> tuple[Tensor, Tensor | None]:
+    """(weight, mask carried by the state dict or None) for layer ``name``."""
+    if f"{name}.weight" in state:
+        return state[f"{name}.weight"], None
+    orig, mask = state[f"{name}.weight_orig"], state[f"{name}.weight_mask"]
+    return orig * mask, mask
+
+
+class _Stack:
+    """K networks' parameters, masks, gradients and optimizer state, stacked on one device."""
+
+    def __init__(self, names: list[str], inits: Sequence[dict[str, Tensor]],
+                 masks: Sequence[dict[str, Tensor] | None], cfg: TrainConfig,
+                 device: torch.device) -> None:
+        self.names, self.k, self.device = names, len(inits), device
+        self.weights: list[Tensor] = []
+        self.biases: list[Tensor] = []
+        self.masks: list[Tensor | None] = []
+        for name in names:
+            ws, bs, ms, any_mask = [], [], [], False
+            for state, given in zip(inits, masks):
+                w, carried = _effective(state, name)
+                mask = given.get(name) if given is not None else None
+                mask = carried if mask is None else mask
+                if mask is not None and tuple(mask.shape) != tuple(w.shape):
+                    raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}; "
+                                     f"allowed: the weight's shape {tuple(w.shape)}")
+                w = w.detach().to(device, torch.float32)
+                if mask is not None:
+                    mask = mask.detach().to(device, torch.float32)
+                    w = w * mask  # pruned weights start (and stay) exactly 0
+                    any_mask = any_mask or bool((mask == 0).any())
+                ws.append(w)
+                ms.append(mask if mask is not None else torch.ones_like(w))
+                bs.append(state[f"{name}.bias"].detach().to(device, torch.float32))
+            if len({tuple(w.shape) for w in ws}) != 1:
+                raise ValueError(f"members differ in the shape of {name}.weight: "
+                                 f"{sorted({tuple(w.shape) for w in ws})}")
+            self.weights.append(torch.stack(ws).contiguous())
+            self.biases.append(torch.stack(bs).contiguous())
+            self.masks.append(torch.stack(ms).contiguous() if any_mask else None)
+        for prev, nxt in zip(self.weights, self.weights[1:]):
+            if prev.shape[1] != nxt.shape[2]:
+                raise ValueError(f"layer sizes do not chain: {tuple(prev.shape[1:])} then "
+                                 f"{tuple(nxt.shape[1:])}")
+        self.wgrads = [torch.zeros_like(w) for w in self.weights]
+        self.bgrads = [torch.zeros_like(b) for b in self.biases]
+        params = self.weights + self.biases
+        for p, g in zip(params, self.wgrads + self.bgrads):
+            p.grad = g
+        self.opt = _make_optimizer(params, cfg)
+        self.in_features = self.weights[0].shape[2]
+
+    # -- training step: forward and backward by hand, then one optimizer step --------------
+
+    def step(self, x: Tensor, y: Tensor, lr: float) -> None:
+        """One update of every member. x: (B, D) shared or (K, B, D) per member; y alike."""
+        k = self.k
+        w, b = self.weights, self.biases
+        shared = x.dim() == 2
+        bsz = x.shape[-2]
+        # forward (batch-major: activations (K, B, features))
+        if shared:
+            out1 = w[0].shape[1]
+            h = torch.addmm(b[0].view(-1), x, w[0].view(k * out1, -1).t())
+            h = h.relu_().view(bsz, k, out1).transpose(0, 1)
+        else:
+            h = torch.baddbmm(b[0].unsqueeze(1), x, w[0].transpose(1, 2)).relu_()
+        acts = [h]
+        for layer in range(1, len(w)):
+            h = torch.baddbmm(b[layer].unsqueeze(1), h, w[layer].transpose(1, 2))
+            if layer < len(w) - 1:
+                h = h.relu_()
+            acts.append(h)
+        logp = torch.log_softmax(acts[-1], dim=2)
+        # backward of mean cross-entropy, as autograd computes it
+        grad = torch.zeros_like(logp)
+        if shared:
+            grad[:, torch.arange(bsz, device=x.device), y] = -1.0 / bsz
+        else:
+            grad.scatter_(2, y.unsqueeze(2), -1.0 / bsz)
+        dh = torch._log_softmax_backward_data(grad, logp, 2, logp.dtype)
+        last = len(w) - 1
+        for layer in range(last, 0, -1):
+            if layer == last:
+                # bmm's small-matrix kernels round differently from mm: per member, so the
+                # result is bit for bit that of a single network (the layer is tiny)
+                for i in range(k):
+                    torch.mm(dh[i].t(), acts[layer - 1][i], out=self.wgrads[layer][i])
+            else:
+                torch.bmm(dh.transpose(1, 2), acts[layer - 1], out=self.wgrads[layer])
+            torch.sum(dh, dim=1, out=self.bgrads[layer])
+            dh = torch.bmm(dh, w[layer])
+            torch.ops.aten.threshold_backward.grad_input(dh, acts[layer - 1], 0.0,
+                                                         grad_input=dh)
+        xs = x.expand(k, bsz, x.shape[-1]) if shared else x
+        torch.bmm(dh.transpose(1, 2), xs, out=self.wgrads[0])
+        torch.sum(dh, dim=1, out=self.bgrads[0])
+        for g, m in zip(self.wgrads, self.masks):
+            if m is not None:
+                g.mul_(m)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.step()
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy of every member on (x, y), all members at once."""
+        n = len(y)
+        if n == 0:
+            raise ValueError("evaluate() got an empty dataset")
+        k, w, b = self.k, self.weights, self.biases
+        width = max(wt.shape[1] for wt in w)
+        chunk = max(1, min(n, _EVAL_FLOATS // (k * width)))
+        loss = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        out1 = w[0].shape[1]
+        for start in range(0, n, chunk):
+            xb = x[start:start + chunk].reshape(-1, self.in_features)
+            yb = y[start:start + chunk]
+            m = len(yb)
+            h = torch.addmm(b[0].view(-1), xb, w[0].view(k * out1, -1).t()).relu_()
+            h = h.view(m, k, out1).transpose(0, 1)
+            for layer in range(1, len(w)):
+                h = torch.baddbmm(b[layer].unsqueeze(1), h, w[layer].transpose(1, 2))
+                if layer < len(w) - 1:
+                    h = h.relu_()
+            ce = F.cross_entropy(h.reshape(k * m, -1), yb.repeat(k), reduction="none")
+            loss += ce.view(k, m).sum(1, dtype=torch.float64)
+            correct += (h.argmax(2) == yb).sum(1)
+        return (loss / n).tolist(), (correct.double() / n).tolist()
+
+    def final_states(self) -> list[dict[str, Tensor]]:
+        out = []
+        for i in range(self.k):
+            state = {}
+            for name, wt, bt in zip(self.names, self.weights, self.biases):
+                state[f"{name}.weight"] = wt[i].detach().to("cpu", copy=True)
+                state[f"{name}.bias"] = bt[i].detach().to("cpu", copy=True)
+            out.append(state)
+        return out
+
+
+class _BatchStream:
+    """Batches of ``batch_indices`` for one seed, moved to the device a block at a time."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device) -> None:
+        self._it: Iterator[Tensor] = batch_indices(n, batch_size, seed)
+        self.device = device
+        self._block: Tensor | None = None
+        self._pos = 0
+
+    def next(self) -> Tensor:
+        if self._block is None or self._pos == len(self._block):
+            rows = [next(self._it) for _ in range(_BATCH_BLOCK)]
+            self._block = torch.stack(rows).to(self.device)
+            self._pos = 0
+        self._pos += 1
+        return self._block[self._pos - 1]
+
+
+# --- the training loop --------------------------------------------------------------------
+
+def _train_part(names: list[str], inits: Sequence[dict[str, Tensor]],
+                masks: Sequence[dict[str, Tensor] | None], seeds: Sequence[int],
+                sets: dict[str, tuple[Tensor, Tensor]], cfg: TrainConfig,
+                device: torch.device, bar: Any, intra_threads: int | None
+                ) -> list[MemberResult]:
+    """Train one stack of members through the whole schedule (one thread's work)."""
+    if intra_threads is not None:
+        torch.set_num_threads(intra_threads)
+    stack = _Stack(names, inits, masks, cfg, device)
+    train_x, train_y = sets["fit"]
+    n = len(train_y)
+    unique = sorted(set(seeds))
+    streams = {s: _BatchStream(n, cfg.batch_size, s, device) for s in unique}
+    shared = len(unique) == 1
+    member_seed = torch.tensor([unique.index(s) for s in seeds], device=device)
+    evals = set(_eval_iterations(cfg))
+    rows: list[list[dict[str, float]]] = [[] for _ in seeds]
+    for it in range(cfg.iterations + 1):
+        if it in evals:
+            row: list[dict[str, float]] = [{"iteration": it} for _ in seeds]
+            for split in ("train", "val", "test"):
+                losses, accs = stack.evaluate(*sets[split])
+                for r, loss, acc in zip(row, losses, accs):
+                    r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
+            for history, r in zip(rows, row):
+                history.append(r)
+        if it == cfg.iterations:
+            break
+        if shared:
+            idx = streams[unique[0]].next()
+        else:
+            idx = torch.stack([streams[s].next() for s in unique])[member_seed]
+        stack.step(train_x[idx], train_y[idx], cfg.lr * _lr_factor(it, cfg))
+        if bar is not None:
+            bar.update(1)
+    results = []
+    for history, state in zip(rows, stack.final_states()):
+        df = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+        df["iteration"] = df["iteration"].astype(int)
+        results.append(MemberResult(df, state))
+    return results
+
+
+def _auto_parts(k: int, device: torch.device, threads: int) -> int:
+    """How many independent single-threaded stacks to run side by side."""
+    if device.type != "cpu" or threads < 2 or k < 2:
+        return 1
+    return min(threads, k)
+
+
+def train_population(arch: str, inits: list[dict[str, Tensor]],
+                     masks: list[dict[str, Tensor] | None], data: TensorSplit,
+                     train: TrainConfig, batch_seeds: list[int],
+                     device: torch.device | str | None = None, progress: bool | str = False,
+                     threads: int | None = None, parts: int | None = None
+                     ) -> list[MemberResult]:
+    """Train every member as :func:`lthlib.train.train` would alone; results in input order.
+
+    ``inits``: plain state dicts (``fc1.weight``, ``fc1.bias``, ...); ``masks``: per member
+    ``{"fc1": 0/1 (out, in), ...}`` or None (dense); members with equal ``batch_seeds``
+    see the same minibatches. ``threads``: CPU threads to use (default: torch's setting);
+    ``parts``: independent stacks run by that many threads (default: one per CPU thread).
+    """
+    arch = check_choice("network", arch, ENGINE_ARCHS)
+    k = len(inits)
+    if k == 0:
+        return []
+    if len(masks) != k or len(batch_seeds) != k:
+        raise ValueError(f"inits, masks and batch_seeds must have one entry per member; got "
+                         f"{k}, {len(masks)}, {len(batch_seeds)}")
+    names = _layer_names(inits[0])
+    device = default_device(device)
+    threads = int(threads) if threads is not None else torch.get_num_threads()
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    n_parts = _auto_parts(k, device, threads) if parts is None else max(1, min(int(parts), k))
+    sets = {
+        "fit": (data.train_x.to(device).reshape(len(data.train_y), -1),
+                data.train_y.to(device)),
+        "train": (data.train_eval_x.to(device), data.train_eval_y.to(device)),
+        "val": (data.val_x.to(device), data.val_y.to(device)),
+        "test": (data.test_x.to(device), data.test_y.to(device)),
+    }
+    seeds = [int(s) for s in batch_seeds]
+    # contiguous, balanced parts; members sharing a seed stay together where possible
+    order = sorted(range(k), key=lambda i: (seeds[i], i))
+    bounds = [round(p * k / n_parts) for p in range(n_parts + 1)]
+    groups = [order[bounds[p]:bounds[p + 1]] for p in range(n_parts)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=train.iterations * n_parts, leave=False, unit="it",
+                   desc=progress if isinstance(progress, str) else f"train x{k}")
+
+    def run(group: list[int], intra: int | None) -> list[MemberResult]:
+        return _train_part(names, [inits[i] for i in group], [masks[i] for i in group],
+                           [seeds[i] for i in group], sets, train, device, bar, intra)
+
+    before = torch.get_num_threads()
+    out: list[MemberResult | None] = [None] * k
+    try:
+        if n_parts == 1:
+            torch.set_num_threads(threads)
+            results = [run(groups[0], None)]
+        else:
+            results = _run_threads(run, groups, max(1, threads // n_parts))
+    finally:
+        torch.set_num_threads(before)
+        if bar is not None:
+            bar.close()
+    for group, res in zip(groups, results):
+        for i, r in zip(group, res):
+            out[i] = r
+    return out  # type: ignore[return-value]
+
+
+def _run_threads(run: Any, groups: list[list[int]], intra: int) -> list[list[MemberResult]]:
+    """Run ``run(group, intra)`` for every group in its own thread; re-raise any error."""
+    results: list[Any] = [None] * len(groups)
+    errors: list[BaseException] = []
+
+    def target(p: int) -> None:
+        try:
+            results[p] = run(groups[p], intra)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    workers = [threading.Thread(target=target, args=(p,), daemon=True)
+               for p in range(len(groups))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
