@@ -241,6 +241,9 @@ def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None =
             f"{chap.name}: no finished results for {[m.key for m in missing]} "
             f"({dataset}, profile {prof}, {n} trial(s)) in {root}, and computing is off "
             f"(LTH_BOOK_COMPUTE=0); run `make book` or pass compute=True")
+    if missing:
+        print(f"{chap.name}: computing {', '.join(m.key for m in missing)} ({dataset}, "
+              f"profile {prof}, {n} trial(s)) into {root}", file=sys.stderr, flush=True)
     if missing and executor == "ray":
         from .sweep import run_sweep  # optional dependency: only needed for executor="ray"
         run_sweep([m.config(dataset, prof, n, rounds) for m in missing], runs_dir=str(root),
@@ -379,6 +382,96 @@ def show_table(df: pd.DataFrame, floatfmt: str = "g") -> Any:
 def pct(x: float, digits: int = 1) -> str:
     """A fraction 0..1 as a percentage string (``0.2114 -> '21.1%'``)."""
     return f"{100 * float(x):.{digits}f}%"
+
+
+# --- per-level numbers for the discussions -------------------------------------------------
+
+def level_means(summary: pd.DataFrame, variant: str = "ticket") -> pd.DataFrame:
+    """Per level of ``variant`` (index = level): mean Pm, early-stop iteration (``es``), test
+    and training accuracy at early stop, final test accuracy and the number of networks."""
+    rows = summary[summary["variant"] == variant]
+    out = rows.groupby("level").agg(
+        pm=("pm", "mean"), es=("early_stop_iteration", "mean"),
+        test_acc=("early_stop_test_acc", "mean"), train_acc=("early_stop_train_acc", "mean"),
+        final_test_acc=("final_test_acc", "mean"), n=("pm", "size"))
+    return out.sort_values("pm", ascending=False)
+
+
+def compare_levels(summary: pd.DataFrame, variants: tuple[str, ...] = ("ticket", "reinit"),
+                   metrics: tuple[str, ...] = ("es", "test_acc")) -> pd.DataFrame:
+    """A readable table: one row per level, ``metrics`` of each variant side by side (the
+    dense network, level 0, fills the controls' first row as in the paper's plots)."""
+    labels = {"es": "early stop", "test_acc": "test acc.", "train_acc": "train acc.",
+              "final_test_acc": "final test acc."}
+    means = {v: level_means(summary, v) for v in variants}
+    base = means[variants[0]]
+    out = pd.DataFrame({"Pm": [pct(p) for p in base["pm"]]}, index=base.index)
+    for metric in metrics:
+        for v in variants:
+            col = means[v][metric].reindex(base.index)
+            if 0 in base.index and pd.isna(col.get(0)):
+                col.loc[0] = base.loc[0, metric]
+            fmt = (lambda x: f"{x:,.0f}") if metric == "es" else (lambda x: pct(x, 2))
+            out[f"{labels[metric]} ({v})"] = [("-" if pd.isna(x) else fmt(x)) for x in col]
+    return out.reset_index(drop=True)
+
+
+# --- the claims ledger --------------------------------------------------------------------
+
+CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
+                   "07_global_pruning": ("8",)}
+LEDGER_COLUMNS = ["claim", "dataset", "statement", "paper", "ours", "verdict", "profile",
+                  "trials"]
+
+
+def ledger(runs_dir: str | Path | None = None, datasets: tuple[str, ...] | list[str] | None
+           = None, profile: str | None = None, figures: tuple[str, ...] | None = None,
+           write: bool = False) -> pd.DataFrame:
+    """The claims ledger computed from the store by :mod:`lthlib.claims` (nothing trained).
+
+    ``profile`` None or "auto": each claim at the largest profile with results. ``figures``
+    restricts the claims (e.g. ``("1",)``). ``write`` stores it as ``<runs>/claims.csv``.
+    """
+    from . import claims
+    from .store import atomic_write_text, df_to_csv_text
+
+    chosen = [c for c in claims.CLAIMS if figures is None or c.figure in figures]
+    prof = None if profile in (None, "auto") else profile
+    df = claims.evaluate_claims(runs_dir, tuple(datasets or DATASET_NAMES), prof, chosen)
+    if write:
+        atomic_write_text(resolve_runs_dir(runs_dir) / "claims.csv", df_to_csv_text(df))
+    return df
+
+
+def chapter_ledger(contexts: list[Context | None], figures: tuple[str, ...] | None = None
+                   ) -> pd.DataFrame:
+    """Verdict rows of a chapter: its figures' claims, for each shown dataset at the profile
+    shown for it."""
+    parts = [ledger(c.runs_dir, [c.dataset], c.profile,
+                    figures or CHAPTER_FIGURES.get(c.chapter.name))
+             for c in contexts if c is not None]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LEDGER_COLUMNS)
+
+
+def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
+    """The ledger formatted for reading: dataset names, rounded numbers, no empty cells."""
+    out = df.copy()
+    out["dataset"] = out["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
+    out["ours"] = [("-" if pd.isna(v) else f"{float(v):.3g}") for v in out["ours"]]
+    out["verdict"] = out["verdict"].map(lambda v: f"**{v}**" if v != "not run" else v)
+    out["trials"] = [("-" if pd.isna(v) else str(int(v))) for v in out["trials"]]
+    out["profile"] = out["profile"].replace("", "-")
+    cols = [c for c in LEDGER_COLUMNS if statement or c != "statement"]
+    return out[cols]
+
+
+def claim_value(df: pd.DataFrame, claim: str, dataset: str) -> tuple[float | None, str]:
+    """(our number, verdict) of one ledger row; (None, "not run") when absent."""
+    row = df[(df["claim"] == claim) & (df["dataset"] == dataset)]
+    if row.empty:
+        return None, "not run"
+    ours = row["ours"].iloc[0]
+    return (None if pd.isna(ours) else float(ours)), str(row["verdict"].iloc[0])
 
 
 # --- executing and building ---------------------------------------------------------------

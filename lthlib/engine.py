@@ -78,16 +78,68 @@ def _eval_iterations(cfg: TrainConfig) -> list[int]:
     return its
 
 
-def _make_optimizer(params: list[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer train() uses, over the stacked tensors (elementwise, so exact)."""
-    if cfg.optimizer == "adam":
-        try:  # fused Adam: one pass over memory per tensor (torch >= 2.4 on CPU)
-            return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                    weight_decay=cfg.weight_decay, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+class _Optimizer:
+    """The update train() makes (Adam or SGD, torch's kernels), over per-member tensor views.
+
+    Every member's tensors are separate views of the stacks, so the kernels split the work
+    (vector tails, per-tensor chunks) exactly as for one network: each member's update is bit
+    for bit the one train() makes. For Adam, ``torch._fused_adam_`` is called directly with
+    one shared step counter, which removes torch.optim's per-tensor Python bookkeeping (a
+    large share of a step on CPU); torch.optim.Adam is the fallback where it is missing.
+    """
+
+    def __init__(self, params: list[Tensor], grads: list[Tensor], cfg: TrainConfig) -> None:
+        self.cfg, self.params, self.grads = cfg, params, grads
+        self.opt: torch.optim.Optimizer | None = None
+        self.fused = False
+        if cfg.optimizer == "adam":
+            self.exp_avgs = [torch.zeros_like(p) for p in params]
+            self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
+            self.step_count = torch.zeros((), dtype=torch.float32, device=params[0].device)
+            self.fused = hasattr(torch, "_fused_adam_") and self._fused_works(params[0])
+            if self.fused:
+                return
+        for p, g in zip(params, grads):
+            p.grad = g
+        if cfg.optimizer == "adam":
+            try:
+                self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                            weight_decay=cfg.weight_decay, fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:  # foreach: the same per-tensor arithmetic as the default loop, fewer calls
+            try:
+                self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                           weight_decay=cfg.weight_decay, foreach=True)
+            except (RuntimeError, TypeError, ValueError):
+                self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                           weight_decay=cfg.weight_decay)
+
+    def _fused_works(self, like: Tensor) -> bool:
+        """Whether this torch has a fused Adam kernel for the device (probe on scratch)."""
+        probe = [torch.ones(3, dtype=like.dtype, device=like.device) for _ in range(4)]
+        try:
+            self._fused_call(*([t] for t in probe), [torch.ones((), device=like.device)], 1e-3)
+        except (RuntimeError, TypeError, NotImplementedError):
+            return False
+        return True
+
+    def _fused_call(self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                    exp_avg_sqs: list[Tensor], steps: list[Tensor], lr: float) -> None:
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                           lr=lr, beta1=0.9, beta2=0.999, weight_decay=self.cfg.weight_decay,
+                           eps=1e-8, maximize=False, grad_scale=None, found_inf=None)
+
+    def step(self, lr: float) -> None:
+        if self.fused:
+            self.step_count.add_(1)
+            self._fused_call(self.params, self.grads, self.exp_avgs, self.exp_avg_sqs,
+                             [self.step_count] * len(self.params), lr)
+            return
+        assert self.opt is not None
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.step()
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -149,10 +201,14 @@ class _Stack:
                                  f"{tuple(nxt.shape[1:])}")
         self.wgrads = [torch.zeros_like(w) for w in self.weights]
         self.bgrads = [torch.zeros_like(b) for b in self.biases]
-        params = self.weights + self.biases
-        for p, g in zip(params, self.wgrads + self.bgrads):
-            p.grad = g
-        self.opt = _make_optimizer(params, cfg)
+        # The optimizer sees every member's tensors as views of the stacks: its kernels then
+        # split the work exactly as for one network (vector tails at the same elements), so
+        # each member's update is bit for bit the one train() makes.
+        params, grads = [], []
+        for stacked, grad in zip(self.weights + self.biases, self.wgrads + self.bgrads):
+            params.extend(stacked[i].detach() for i in range(self.k))
+            grads.extend(grad[i] for i in range(self.k))
+        self.opt = _Optimizer(params, grads, cfg)
         self.in_features = self.weights[0].shape[2]
 
     # -- training step: forward and backward by hand, then one optimizer step --------------
@@ -203,9 +259,7 @@ class _Stack:
         for g, m in zip(self.wgrads, self.masks):
             if m is not None:
                 g.mul_(m)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.opt.step()
+        self.opt.step(lr)
 
     # -- evaluation --------------------------------------------------------------------------
 

@@ -139,6 +139,8 @@ def test_global_imp_needs_allow_outside_resnet_vgg(tmp_path):
 @pytest.mark.slow
 def test_global_imp_resnet18_smoke(tmp_path):
     cfg = smoke("global-imp", arch="resnet18", rounds=1, reinits=1, lr_setting="lr0.01")
+    # keep the test short: a few small batches are enough to exercise the procedure
+    cfg = replace(cfg, train=replace(cfg.train, iterations=8, batch_size=16, eval_every=4))
     res = run_experiment(cfg, tmp_path, device="cpu", progress=False)
     s = res.summary
     t = s[s.variant == "ticket"].sort_values("level")
