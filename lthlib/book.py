@@ -506,7 +506,33 @@ def execute_chapter(path: str | Path, output: str | Path | None = None,
     pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL,
                         cwd=str(cwd or path.parent), progress_bar=True, log_output=log_output,
                         request_save_on_cell_execute=True)
+    clean_notebook(out)
     return out
+
+
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+def clean_notebook(path: str | Path) -> Path:
+    """Drop what only the terminal needs from an executed notebook: stderr (progress bars,
+    warnings) of cells whose output nbval does not check, and per-cell timing metadata.
+    The book never shows stderr (``nb_output_stderr: remove``); this keeps the stored
+    notebooks small and their diffs meaningful."""
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code" and CHECK_MARKER not in cell.source:
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    meta = nb.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
+        meta.pop(key, None)
+    nbformat.write(nb, path)
+    return path
 
 
 def build(parameters: dict[str, Any] | None = None, chapters: list[str] | None = None,

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ray cluster address ('auto' joins a running one); default: "
                        "start a local Ray instance")
     sweep.add_argument("--max-retries", type=int, default=2)
+    sweep.add_argument("--threads", type=int, default=1,
+                       help="torch threads per trial (results depend on it; default 1)")
     _add_experiment_args(sweep)
     sweep.set_defaults(datasets=None)
     return parser
@@ -120,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                                executor=args.executor, ray_address=args.ray_address,
                                device=args.device, data_root=args.data_dir,
                                max_retries=args.max_retries, allow=args.allow,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, threads=args.threads)
             print(json.dumps(report, indent=1))
             return 0 if not report.get("failed") else 1
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 2

@@ -1,0 +1,264 @@
+"""``python -m lthlib.bench``: how fast lthlib trains LeNet here, against the usual loops.
+
+Measures, in one run and on one device (training-step throughput, evaluation excluded):
+
+- baseline: the loop the assignment's users write: torchvision MNIST with ToTensor through
+  a shuffling DataLoader, batch 60, ``Adam(lr=1.2e-3)``, one LeNet;
+- plain: the best simple loop: one LeNet on in-memory tensors, ``Adam(fused=True)`` where
+  the installed torch has it (at torch's default thread count and at one thread; the
+  faster counts);
+- engine: :func:`lthlib.engine.train_population`, in model-iterations per second, at the
+  best population size / split of the ones tried;
+- sgemm: a large float32 matmul, the machine's arithmetic ceiling.
+
+Absolute numbers move with machine load: compare ratios from the same run. ``--json`` prints
+one JSON object on the last line of stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import engine
+from .config import TrainConfig
+from .data import TensorSplit, batch_indices, get_datasets, load_tensors
+from .models import create_network
+
+LENET_TRAIN_FLOP = 95.8e6  # 3 x forward (2 x 266,200 x 60): the issue's counting convention
+PAPER_ADAM = TrainConfig("adam", 1.2e-3, 60, 50_000)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048, seconds: float = 0.5) -> float:
+    """Best sustained GFLOP/s of an n x n float32 matmul (the arithmetic ceiling)."""
+    if device.type == "cuda":
+        n = max(n, 8192)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    torch.mm(a, b, out=out)
+    _sync(device)
+    best, spent = 0.0, 0.0
+    while spent < seconds:
+        t0 = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b, out=out)
+        _sync(device)
+        dt = time.perf_counter() - t0
+        spent += dt
+        best = max(best, 3 * 2 * n ** 3 / dt / 1e9)
+    return best
+
+
+def _timed_loop(step: Callable[[], None], iterations: int, warmup: int,
+                device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    _sync(device)
+    return iterations / (time.perf_counter() - t0)
+
+
+def baseline_it_s(device: torch.device, iterations: int) -> float:
+    """torchvision MNIST + ToTensor + DataLoader(batch 60, shuffle) + Adam: one LeNet."""
+    from torch.utils.data import DataLoader
+
+    train_set = get_datasets("mnist")[0]
+    loader = DataLoader(train_set, batch_size=60, shuffle=True)
+    net = create_network("lenet", seed=0).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1.2e-3)
+    batches = iter(loader)
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    return _timed_loop(step, iterations, 10, device)
+
+
+def plain_it_s(data: TensorSplit, device: torch.device, iterations: int) -> float:
+    """One LeNet on in-memory tensors with fused Adam: the best simple loop."""
+    net = create_network("lenet", seed=0).to(device)
+    try:
+        opt = torch.optim.Adam(net.parameters(), lr=1.2e-3, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.Adam(net.parameters(), lr=1.2e-3)
+    x_all, y_all = data.train_x.to(device), data.train_y.to(device)
+    order = batch_indices(len(y_all), 60, 0)
+
+    def step() -> None:
+        idx = next(order).to(device)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x_all[idx]), y_all[idx]).backward()
+        opt.step()
+
+    return _timed_loop(step, iterations, 20, device)
+
+
+def _tiny_eval(data: TensorSplit, n: int = 64) -> TensorSplit:
+    """The training data with n-example eval splits: engine timings exclude evaluation."""
+    return replace(data, val_x=data.val_x[:n], val_y=data.val_y[:n], test_x=data.test_x[:n],
+                   test_y=data.test_y[:n], train_eval_x=data.train_eval_x[:n],
+                   train_eval_y=data.train_eval_y[:n])
+
+
+def engine_it_s(data: TensorSplit, device: torch.device, population: int, iterations: int,
+                parts: int | None, shared: bool = True) -> float:
+    """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded."""
+    inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
+    seeds = [0] * population if shared else list(range(population))
+    small = _tiny_eval(data)
+    cfg = replace(PAPER_ADAM, iterations=iterations, eval_every=iterations)
+    warm = replace(cfg, iterations=5, eval_every=5)
+    engine.train_population("lenet", inits, [None] * population, small, warm, seeds,
+                            device=device, parts=parts)
+    _sync(device)
+    t0 = time.perf_counter()
+    engine.train_population("lenet", inits, [None] * population, small, cfg, seeds,
+                            device=device, parts=parts)
+    _sync(device)
+    return population * iterations / (time.perf_counter() - t0)
+
+
+def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int) -> float:
+    """One evaluation point (train-eval + val + test) per member, population-batched."""
+    inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
+    stack = engine._Stack(["fc1", "fc2", "fc3"], inits, [None] * population, PAPER_ADAM,
+                          device)
+    sets = [(data.train_eval_x.to(device), data.train_eval_y.to(device)),
+            (data.val_x.to(device), data.val_y.to(device)),
+            (data.test_x.to(device), data.test_y.to(device))]
+    stack.evaluate(*sets[1])
+    t0 = time.perf_counter()
+    for xs, ys in sets:
+        stack.evaluate(xs, ys)
+    return (time.perf_counter() - t0) * 1e3 / population
+
+
+def _configs(device: torch.device, threads: int, quick: bool,
+             population: int | None) -> list[tuple[int, int | None]]:
+    """(population, parts) pairs to try; parts None = the engine's own choice."""
+    if device.type == "cuda":
+        sizes = [population] if population else ([64, 256] if quick else [64, 256, 1024])
+        return [(k, 1) for k in sizes]
+    if population:
+        out = [(population, None)]
+        if threads > 1:
+            out.append((population, 1))
+        return out
+    sizes = [4, 8] if quick else [2, 4, 8, 16]
+    out = [(k * max(1, threads), None) for k in sizes]
+    if threads > 1:
+        out += [(8, 1)] if quick else [(8, 1), (16, 1)]
+    return out
+
+
+def run(quick: bool = False, population: int | None = None, iterations: int | None = None,
+        device: torch.device | str | None = None, echo: Callable[[str], None] = print
+        ) -> dict[str, Any]:
+    """Run every measurement; returns the summary (also echoed as a table)."""
+    device = engine.default_device(device)
+    threads = torch.get_num_threads()
+    data = load_tensors("mnist")
+    rows: list[tuple[str, float, str]] = []
+
+    def note(name: str, value: float, unit: str) -> None:
+        rows.append((name, value, unit))
+        echo(f"  {name:<44} {value:>10.1f} {unit}")
+
+    echo(f"lthlib.bench on {device} (torch {torch.__version__}, {threads} threads)")
+    gemm = sgemm_gflops(device, seconds=0.3 if quick else 1.0)
+    note("sgemm 2048^2 float32", gemm, "GFLOP/s")
+    base = baseline_it_s(device, iterations=150 if quick else 600)
+    note("baseline: DataLoader + ToTensor, Adam", base, "it/s")
+    plain_iters = 300 if quick else 1500
+    plain = plain_it_s(data, device, plain_iters)
+    note(f"plain: in-memory tensors, fused Adam, {threads} thr", plain, "it/s")
+    if device.type == "cpu" and threads > 1:
+        torch.set_num_threads(1)
+        try:
+            plain1 = plain_it_s(data, device, plain_iters)
+        finally:
+            torch.set_num_threads(threads)
+        note("plain: same, 1 thread", plain1, "it/s")
+        plain = max(plain, plain1)
+    best, best_k, best_parts = 0.0, 0, None
+    for k, parts in _configs(device, threads, quick, population):
+        iters = iterations or (max(50, (1200 if quick else 4000) // k)
+                               if device.type == "cpu" else (300 if quick else 1000))
+        rate = engine_it_s(data, device, k, iters, parts)
+        split = "auto split" if parts is None else f"{parts} part"
+        note(f"engine: K={k}, shared batches, {split}", rate, "model-it/s")
+        if rate > best:
+            best, best_k, best_parts = rate, k, parts
+    iters = iterations or (max(50, (1200 if quick else 4000) // best_k)
+                           if device.type == "cpu" else 300)
+    mixed = engine_it_s(data, device, best_k, iters, best_parts, shared=False)
+    note(f"engine: K={best_k}, own batches per member", mixed, "model-it/s")
+    ev = eval_ms_per_member(data, device, best_k)
+    note("eval point (5K train + 5K val + 10K test)/member", ev, "ms")
+    result = {
+        "device": str(device), "torch": torch.__version__, "threads": threads,
+        "baseline_it_s": round(base, 1), "plain_it_s": round(plain, 1),
+        "engine_it_s": round(best, 1), "population": best_k,
+        "parts": best_parts if best_parts is not None else "auto",
+        "engine_own_batches_it_s": round(mixed, 1),
+        "ratio": round(best / base, 2), "ratio_plain": round(best / plain, 2),
+        "sgemm_gflops": round(gemm, 1),
+        "engine_gflops": round(best * LENET_TRAIN_FLOP / 1e9, 1),
+        "eval_ms_per_member": round(ev, 1),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    echo(f"  engine / baseline = {result['ratio']}x, engine / plain = {result['ratio_plain']}x,"
+         f" engine at {result['engine_gflops']} GFLOP/s of {result['sgemm_gflops']} sgemm")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lthlib.bench", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a run under a minute on a CPU")
+    parser.add_argument("--json", action="store_true", help="JSON summary on the last line")
+    parser.add_argument("--population", type=int, default=None, help="engine population K")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="engine iterations per measurement")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    args = parser.parse_args(argv)
+    if args.population is not None and args.population < 1:
+        parser.error(f"--population must be >= 1, got {args.population}")
+    if args.iterations is not None and args.iterations < 1:
+        parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    result = run(args.quick, args.population, args.iterations, args.device)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

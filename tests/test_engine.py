@@ -1,0 +1,147 @@
+"""The population engine gives every member what lthlib.train.train gives it alone.
+
+Both sides run with one intra-op thread: torch's CPU kernels round the same way only at the
+same thread count, and then the engine's weights equal train()'s bit for bit (the asserts
+below allow 1e-5). The engine's default on a multi-core CPU (one single-threaded part per
+core) is compared too.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lthlib import engine
+from lthlib.config import TrainConfig
+from lthlib.data import load_tensors
+from lthlib.models import create_network
+from lthlib.prune import get_masks, plain_state, prune_network
+from lthlib.train import early_stop_summary, train
+
+ADAM = TrainConfig("adam", 1.2e-3, 60, 60, eval_every=20)
+SGD = TrainConfig("sgd", 0.05, 60, 60, eval_every=20, momentum=0.9, weight_decay=1e-3,
+                  milestones=(25, 45), gamma=0.3, warmup=10)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_tensors("mnist", train_subset=2000, eval_subset=500, train_eval_size=200)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _members(arch: str, amounts: list[float | None], seed0: int = 1):
+    """Nets (pruned as asked, twice for the last to mimic IMP), plain inits and masks."""
+    nets, inits, masks = [], [], []
+    for i, amount in enumerate(amounts):
+        net = create_network(arch, seed=seed0 + i)
+        if amount is not None:
+            prune_network(net, amount=amount)
+            if i == len(amounts) - 1:
+                prune_network(net, amount=amount)
+        nets.append(net)
+        inits.append(plain_state(net))
+        masks.append(get_masks(net) if amount is not None else None)
+    return nets, inits, masks
+
+
+def _check(nets, inits, masks, seeds, data, cfg, arch, **kwargs):
+    results = engine.train_population(arch, inits, masks, data, cfg, seeds, device="cpu",
+                                      **kwargs)
+    assert len(results) == len(nets)
+    for net, mask, seed, res in zip(nets, masks, seeds, results):
+        ref = train(copy.deepcopy(net), data, cfg, batch_seed=seed, device="cpu")
+        want = plain_state(ref.net)
+        assert set(res.final_state) == set(want)
+        diff = max((res.final_state[k] - want[k]).abs().max().item() for k in want)
+        assert diff < 1e-5, f"final weights differ by {diff}"
+        assert list(res.history.columns) == list(ref.history.columns)
+        assert res.history["iteration"].tolist() == ref.history["iteration"].tolist()
+        np.testing.assert_allclose(res.history.to_numpy(), ref.history.to_numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        assert (early_stop_summary(res.history)["early_stop_iteration"]
+                == ref.early_stop["early_stop_iteration"])
+        for name, m in (mask or {}).items():
+            w = res.final_state[f"{name}.weight"]
+            assert (w[m == 0] == 0).all(), f"pruned weights of {name} moved"
+            assert w.device.type == "cpu"
+    return results
+
+
+@pytest.mark.parametrize("cfg", [ADAM, SGD], ids=["adam", "sgd-momentum-wd-milestones-warmup"])
+def test_shared_batches_match_train(data, cfg):
+    nets, inits, masks = _members("lenet", [None, 0.5, 0.2])
+    _check(nets, inits, masks, [5, 5, 5], data, cfg, "lenet", threads=1)
+
+
+def test_mixed_seeds_and_parts_match_train(data):
+    """Per-member batches (bmm path) and a population split across two worker threads."""
+    nets, inits, masks = _members("lenet", [None, 0.5, 0.2, 0.5])
+    seeds = [3, 4, 3, 9]
+    _check(nets, inits, masks, seeds, data, ADAM, "lenet", threads=1)
+    _check(nets, inits, masks, seeds, data, ADAM, "lenet", threads=2, parts=2)
+
+
+def test_mlp_matches_train(data):
+    cfg = TrainConfig("adam", 1e-3, 64, 50, eval_every=25)
+    nets, inits, masks = _members("mlp", [None, 0.4, 0.3])
+    _check(nets, inits, masks, [1, 2, 1], data, cfg, "mlp", threads=1, progress="mlp")
+
+
+def test_pruned_state_dicts_carry_their_masks(data):
+    """inits given as torch-pruned state dicts (weight_orig/weight_mask) need no masks."""
+    nets, inits, masks = _members("lenet", [0.5])
+    cfg = TrainConfig("adam", 1.2e-3, 60, 10, eval_every=5)
+    a = engine.train_population("lenet", [nets[0].state_dict()], [None], data, cfg, [0])
+    b = engine.train_population("lenet", inits, masks, data, cfg, [0])
+    for k, v in b[0].final_state.items():
+        assert torch.equal(a[0].final_state[k], v)
+    pd.testing.assert_frame_equal(a[0].history, b[0].history)
+
+
+def test_bad_inputs_name_allowed_values(data):
+    _, inits, masks = _members("lenet", [None])
+    assert engine.supports("LeNet") and engine.supports("mlp")
+    assert not engine.supports("conv2")
+    with pytest.raises(ValueError, match="lenet, mlp"):
+        engine.train_population("conv2", inits, masks, data, ADAM, [0])
+    with pytest.raises(ValueError, match="one entry per member"):
+        engine.train_population("lenet", inits, masks, data, ADAM, [0, 1])
+    bad = {"fc1": torch.ones(3, 3)}
+    with pytest.raises(ValueError, match="shape"):
+        engine.train_population("lenet", inits, [bad], data, ADAM, [0])
+    assert engine.train_population("lenet", [], [], data, ADAM, []) == []
+
+
+def test_default_device(monkeypatch):
+    monkeypatch.setenv("LTH_DEVICE", "cpu")
+    assert engine.default_device() == torch.device("cpu")
+    monkeypatch.delenv("LTH_DEVICE")
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert engine.default_device().type == want
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_train(data):
+    """On a GPU, kernels may round differently between bmm and mm: a looser bound."""
+    nets, inits, masks = _members("lenet", [None, 0.5, 0.2])
+    seeds = [5, 5, 7]
+    results = engine.train_population("lenet", inits, masks, data, ADAM, seeds, device="cuda")
+    for net, mask, seed, res in zip(nets, masks, seeds, results):
+        ref = train(copy.deepcopy(net), data, ADAM, batch_seed=seed, device="cuda")
+        want = {k: v.cpu() for k, v in plain_state(ref.net).items()}
+        diff = max((res.final_state[k] - want[k]).abs().max().item() for k in want)
+        assert diff < 1e-3, f"final weights differ by {diff}"
+        np.testing.assert_allclose(res.history.to_numpy(), ref.history.to_numpy(),
+                                   rtol=1e-3, atol=1e-3)
+        for name, m in (mask or {}).items():
+            assert (res.final_state[f"{name}.weight"][m == 0] == 0).all()

@@ -1,0 +1,93 @@
+"""The book's chapters run: every notebook executes through papermill at the smoke profile into
+a temporary store, and the committed notebooks re-execute to their stored outputs (nbval).
+
+Also checks lthlib.book's profile resolution, which decides what every chapter shows.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lthlib import book
+
+REPO = Path(__file__).resolve().parents[1]
+# Execution order: the introduction last, so its ledger sees the other chapters' results.
+ORDER = [p.stem for p in book.execution_order()]
+# Chapter parameters for the smoke run (besides profile, trials, runs_dir).
+SMOKE_EXTRA = {"03_training": {"rerun_iterations": 30},
+               "07_global_pruning": {"rounds": 1},
+               "appendix_fashion_mlp": {"demo_iterations": 100}}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("smoke-runs")
+
+
+def _errors(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [f"{o.ename}: {o.evalue}" for c in nb.cells for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
+def test_every_toc_chapter_is_known() -> None:
+    assert [f"book/{c.name}" for c in book.CHAPTERS] == book.toc_chapters()
+    for chapter in book.CHAPTERS:
+        nb = nbformat.read(book.chapter_path(chapter), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), chapter.name
+        assert "import lthlib as lth" in code[1].source, chapter.name
+
+
+def test_resolve_profile_empty_store(tmp_path: Path) -> None:
+    needs = book.get_chapter("06_iterative_pruning").needs
+    assert book.resolve_profile(needs, tmp_path) == "quick"
+    assert book.resolve_profile(needs, tmp_path, "paper") == "paper"
+    assert book.resolve_trials(needs, "mnist", "quick", 0, tmp_path) == 1
+    with pytest.raises(ValueError, match="allowed"):
+        book.resolve_profile(needs, tmp_path, "huge")
+    with pytest.raises(FileNotFoundError, match="computing is off"):
+        book.prepare("06_iterative_pruning", runs_dir=tmp_path, compute=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_chapter_executes_at_smoke(name: str, smoke_runs: Path, tmp_path: Path) -> None:
+    params = {"profile": "smoke", "trials": 1, "runs_dir": str(smoke_runs), "device": "cpu",
+              **SMOKE_EXTRA.get(name, {})}
+    out = book.execute_chapter(book.chapter_path(name), tmp_path / f"{name}.ipynb", params,
+                               log_output=False)
+    assert not _errors(out)
+    chapter = book.get_chapter(name)
+    if chapter.needs:  # what the chapter computed is now in the store, found by "auto"
+        rounds = SMOKE_EXTRA.get(name, {}).get("rounds")
+        assert "smoke" in book.complete_profiles(chapter.needs, chapter.datasets[0],
+                                                 smoke_runs, rounds)
+    if name == "intro":
+        assert (smoke_runs / "claims.csv").exists()
+
+
+def _committed_results_present(name: str) -> bool:
+    chapter = book.get_chapter(name)
+    return not chapter.needs or bool(book.complete_profiles(chapter.needs, chapter.datasets[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [c.name for c in book.CHAPTERS])
+def test_committed_notebook_reproduces(name: str) -> None:
+    """nbval --nbval-lax: cells marked NBVAL_CHECK_OUTPUT must give their stored output again
+    when re-executed against the committed runs/ (reading only: LTH_BOOK_COMPUTE=0)."""
+    if not _committed_results_present(name):
+        pytest.skip(f"runs/ holds no results for {name}; `make book` computes and commits them")
+    env = {**os.environ, "LTH_BOOK_COMPUTE": "0", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-current-env", "--nbval-cell-timeout", "600",
+         str(book.chapter_path(name))],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
