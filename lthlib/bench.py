@@ -63,19 +63,24 @@ def sgemm_gflops(device: torch.device, n: int = 2048, seconds: float = 0.5) -> f
     return best
 
 
-def _timed_loop(step: Callable[[], None], iterations: int, warmup: int,
+def _timed_loop(step: Callable[[], None], seconds: float, warmup: int,
                 device: torch.device) -> float:
+    """Iterations/s of ``step`` over about ``seconds`` (time-boxed: a loaded machine is slow)."""
     for _ in range(warmup):
         step()
     _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    _sync(device)
-    return iterations / (time.perf_counter() - t0)
+    done, t0 = 0, time.perf_counter()
+    while True:
+        for _ in range(10):
+            step()
+        done += 10
+        _sync(device)
+        spent = time.perf_counter() - t0
+        if spent >= seconds:
+            return done / spent
 
 
-def baseline_it_s(device: torch.device, iterations: int) -> float:
+def baseline_it_s(device: torch.device, seconds: float) -> float:
     """torchvision MNIST + ToTensor + DataLoader(batch 60, shuffle) + Adam: one LeNet."""
     from torch.utils.data import DataLoader
 
@@ -97,10 +102,10 @@ def baseline_it_s(device: torch.device, iterations: int) -> float:
         F.cross_entropy(net(x), y).backward()
         opt.step()
 
-    return _timed_loop(step, iterations, 10, device)
+    return _timed_loop(step, seconds, 10, device)
 
 
-def plain_it_s(data: TensorSplit, device: torch.device, iterations: int) -> float:
+def plain_it_s(data: TensorSplit, device: torch.device, seconds: float) -> float:
     """One LeNet on in-memory tensors with fused Adam: the best simple loop."""
     net = create_network("lenet", seed=0).to(device)
     try:
@@ -116,7 +121,7 @@ def plain_it_s(data: TensorSplit, device: torch.device, iterations: int) -> floa
         F.cross_entropy(net(x_all[idx]), y_all[idx]).backward()
         opt.step()
 
-    return _timed_loop(step, iterations, 20, device)
+    return _timed_loop(step, seconds, 20, device)
 
 
 def _tiny_eval(data: TensorSplit, n: int = 64) -> TensorSplit:
@@ -126,22 +131,30 @@ def _tiny_eval(data: TensorSplit, n: int = 64) -> TensorSplit:
                    train_eval_y=data.train_eval_y[:n])
 
 
-def engine_it_s(data: TensorSplit, device: torch.device, population: int, iterations: int,
-                parts: int | None, shared: bool = True) -> float:
-    """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded."""
+def engine_it_s(data: TensorSplit, device: torch.device, population: int, seconds: float,
+                parts: int | None, shared: bool = True, iterations: int | None = None
+                ) -> float:
+    """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded.
+
+    A short run first (warm-up and rate estimate) sizes the timed run to about ``seconds``.
+    """
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
     seeds = [0] * population if shared else list(range(population))
     small = _tiny_eval(data)
-    cfg = replace(PAPER_ADAM, iterations=iterations, eval_every=iterations)
-    warm = replace(cfg, iterations=5, eval_every=5)
-    engine.train_population("lenet", inits, [None] * population, small, warm, seeds,
-                            device=device, parts=parts)
-    _sync(device)
-    t0 = time.perf_counter()
-    engine.train_population("lenet", inits, [None] * population, small, cfg, seeds,
-                            device=device, parts=parts)
-    _sync(device)
-    return population * iterations / (time.perf_counter() - t0)
+
+    def timed(its: int) -> float:
+        cfg = replace(PAPER_ADAM, iterations=its, eval_every=its)
+        _sync(device)
+        t0 = time.perf_counter()
+        engine.train_population("lenet", inits, [None] * population, small, cfg, seeds,
+                                device=device, parts=parts)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    probe = 10
+    rate = probe / timed(probe)
+    its = iterations or max(probe, min(100_000, int(rate * seconds)))
+    return population * its / timed(its)
 
 
 def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int) -> float:
@@ -149,13 +162,15 @@ def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int)
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
     stack = engine._Stack(["fc1", "fc2", "fc3"], inits, [None] * population, PAPER_ADAM,
                           device)
-    sets = [(data.train_eval_x.to(device), data.train_eval_y.to(device)),
-            (data.val_x.to(device), data.val_y.to(device)),
-            (data.test_x.to(device), data.test_y.to(device))]
-    stack.evaluate(*sets[1])
+    sets = [engine._EvalSet(x, y, device) for x, y in (
+        (data.train_eval_x, data.train_eval_y), (data.val_x, data.val_y),
+        (data.test_x, data.test_y))]
+    stack.evaluate(sets[1])
+    _sync(device)
     t0 = time.perf_counter()
-    for xs, ys in sets:
-        stack.evaluate(xs, ys)
+    for split in sets:
+        stack.evaluate(split)
+    _sync(device)
     return (time.perf_counter() - t0) * 1e3 / population
 
 
@@ -170,10 +185,10 @@ def _configs(device: torch.device, threads: int, quick: bool,
         if threads > 1:
             out.append((population, 1))
         return out
-    sizes = [4, 8] if quick else [2, 4, 8, 16]
+    sizes = [2, 4] if quick else [1, 2, 4, 8]
     out = [(k * max(1, threads), None) for k in sizes]
-    if threads > 1:
-        out += [(8, 1)] if quick else [(8, 1), (16, 1)]
+    if threads > 1 and not quick:  # one stack on all threads, for the record
+        out.append((8, 1))
     return out
 
 
@@ -191,33 +206,35 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         echo(f"  {name:<44} {value:>10.1f} {unit}")
 
     echo(f"lthlib.bench on {device} (torch {torch.__version__}, {threads} threads)")
+    budget = 1.5 if quick else 5.0  # seconds per timed measurement
     gemm = sgemm_gflops(device, seconds=0.3 if quick else 1.0)
     note("sgemm 2048^2 float32", gemm, "GFLOP/s")
-    base = baseline_it_s(device, iterations=150 if quick else 600)
-    note("baseline: DataLoader + ToTensor, Adam", base, "it/s")
-    plain_iters = 300 if quick else 1500
-    plain = plain_it_s(data, device, plain_iters)
+    # The simple loops at torch's thread count and at one thread, the faster counting: on a
+    # loaded machine multi-threaded small ops collapse, and the comparison should not
+    # flatter the engine.
+    base = baseline_it_s(device, budget)
+    note(f"baseline: DataLoader + ToTensor, Adam, {threads} thr", base, "it/s")
+    plain = plain_it_s(data, device, budget)
     note(f"plain: in-memory tensors, fused Adam, {threads} thr", plain, "it/s")
     if device.type == "cpu" and threads > 1:
         torch.set_num_threads(1)
         try:
-            plain1 = plain_it_s(data, device, plain_iters)
+            base1 = baseline_it_s(device, budget)
+            note("baseline: same, 1 thread", base1, "it/s")
+            plain1 = plain_it_s(data, device, budget)
+            note("plain: same, 1 thread", plain1, "it/s")
         finally:
             torch.set_num_threads(threads)
-        note("plain: same, 1 thread", plain1, "it/s")
-        plain = max(plain, plain1)
+        base, plain = max(base, base1), max(plain, plain1)
     best, best_k, best_parts = 0.0, 0, None
     for k, parts in _configs(device, threads, quick, population):
-        iters = iterations or (max(50, (1200 if quick else 4000) // k)
-                               if device.type == "cpu" else (300 if quick else 1000))
-        rate = engine_it_s(data, device, k, iters, parts)
+        rate = engine_it_s(data, device, k, budget, parts, iterations=iterations)
         split = "auto split" if parts is None else f"{parts} part"
         note(f"engine: K={k}, shared batches, {split}", rate, "model-it/s")
         if rate > best:
             best, best_k, best_parts = rate, k, parts
-    iters = iterations or (max(50, (1200 if quick else 4000) // best_k)
-                           if device.type == "cpu" else 300)
-    mixed = engine_it_s(data, device, best_k, iters, best_parts, shared=False)
+    mixed = engine_it_s(data, device, best_k, budget, best_parts, shared=False,
+                        iterations=iterations)
     note(f"engine: K={best_k}, own batches per member", mixed, "model-it/s")
     ev = eval_ms_per_member(data, device, best_k)
     note("eval point (5K train + 5K val + 10K test)/member", ev, "ms")

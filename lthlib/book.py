@@ -3,8 +3,8 @@ executing the chapters with papermill, building the Jupyter Book and checking th
 
 The chapters in ``book/`` stay short because the decisions live here: a chapter asks
 :func:`prepare` for its experiments and gets the largest profile whose results are complete
-in the store (``paper`` > ``quick`` > ``smoke``), computing what is missing only when asked
-for a profile that is not there yet.
+in the store (``paper`` > ``quick`` > ``mini`` > ``smoke``), computing what is missing only when
+asked for a profile that is not there yet.
 
 Command line::
 
@@ -32,15 +32,14 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
-from .config import (PROFILES, RESNET_LR_SETTINGS, check_choice, get_profile, make_experiment,
-                     profile_deviations)
+from .config import (PROFILE_ORDER, PROFILES, RESNET_LR_SETTINGS, check_choice, get_profile,
+                     make_experiment, profile_deviations)
 from .store import RunStore, resolve_runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK_DIR = REPO / "book"
 KERNEL = "python3"
 PAPER_TRIALS = 5  # trials per point in the paper's main body
-PROFILE_ORDER = ("paper", "quick", "smoke")  # largest first: what "auto" prefers
 
 # Choices the paper leaves open (or that we made on purpose), printed in every chapter.
 OUR_CHOICES = (
@@ -88,6 +87,12 @@ class Chapter:
     arch: str = "lenet"
     datasets: tuple[str, ...] = ("mnist",)  # datasets it shows; the first is the default
 
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``"7.6 Iterative pruning ..."`` without the figure list."""
+        return f"{self.questions} {self.title.split(' (')[0]}".replace("appendix Appendix: ",
+                                                                       "Appendix: ")
+
 
 _FIG8 = tuple(Need("global-imp", "resnet18", s) for s in RESNET_LR_SETTINGS)
 CHAPTERS: tuple[Chapter, ...] = (
@@ -100,7 +105,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("06_iterative_pruning", "Iterative pruning and re-initialisation (Figures 3, 4a)",
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
-            arch="resnet18", datasets=("fashionmnist", "mnist", "cifar10")),
+            arch="resnet18", datasets=("fashionmnist", "cifar10")),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )
@@ -275,16 +280,24 @@ def prepare_existing(chapter: str | Chapter, dataset: str, profile: str = "auto"
                    progress=False)
 
 
+def with_stored_datasets(ctx: Context, profile: str = "auto") -> list[Context]:
+    """``ctx`` followed by the chapter's other datasets whose results are already stored
+    (the second dataset column of the figure chapters; nothing is computed for them)."""
+    others = [prepare_existing(ctx.chapter, d, profile, ctx.runs_dir)
+              for d in ctx.chapter.datasets if d != ctx.dataset]
+    return [ctx] + [c for c in others if c is not None]
+
+
 # --- tables for the introduction ----------------------------------------------------------
 
 def describe_record_hardware(record: dict[str, Any]) -> str:
     """"GPU name (cuda)" or "CPU model, N cores" from a trial record."""
     hw = record.get("hardware", {}) or {}
     if hw.get("gpu"):
-        return f"{hw['gpu']} ({hw.get('device', 'cuda')})"
+        return f"{hw['gpu']} GPU"
     cpu = hw.get("cpu") or "CPU"
     cores = hw.get("cores")
-    return f"{cpu}, {cores} cores" if cores else str(cpu)
+    return f"{cpu} ({cores} cores)" if cores else str(cpu)
 
 
 def format_duration(seconds: float) -> str:
@@ -309,21 +322,21 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
             continue
         rows.append({"experiment": rec.get("experiment", ""), "network": rec.get("arch", ""),
                      "dataset": DATASET_NAMES.get(rec.get("dataset", ""), rec.get("dataset")),
-                     "profile": rec.get("profile", ""), "lr setting": rec.get("lr_setting") or "",
+                     "profile": rec.get("profile", ""), "lr": rec.get("lr_setting") or "",
                      "hardware": describe_record_hardware(rec),
                      "wall_time_s": float(rec.get("wall_time_s", 0.0))})
-    cols = ["experiment", "network", "dataset", "profile", "lr setting", "trials", "hardware",
+    cols = ["experiment", "network", "dataset", "profile", "lr", "trials", "hardware",
             "training time"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)
-    keys = ["experiment", "network", "dataset", "profile", "lr setting"]
+    keys = ["experiment", "network", "dataset", "profile", "lr"]
     out = df.groupby(keys, sort=True).agg(
         trials=("wall_time_s", "size"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
         wall=("wall_time_s", "sum")).reset_index()
     out["training time"] = out.pop("wall").map(format_duration)
     order = {p: i for i, p in enumerate(PROFILE_ORDER)}
-    out = out.sort_values(["experiment", "network", "dataset", "lr setting", "profile"],
+    out = out.sort_values(["experiment", "network", "dataset", "lr", "profile"],
                           key=lambda s: s.map(order) if s.name == "profile" else s)
     return out[cols].reset_index(drop=True)
 
@@ -347,10 +360,17 @@ def coverage_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
                 status = f"paper settings, {n} of {PAPER_TRIALS} trials"
             else:
                 status = f"reduced ({best} profile)"
-            rows.append({"chapter": chap.title, "dataset": DATASET_NAMES[dataset],
-                         "experiments": ", ".join(n_.key for n_ in chap.needs),
+            rows.append({"chapter": chap.label, "dataset": DATASET_NAMES[dataset],
+                         "experiments": _experiments_text(chap.needs),
                          "profile shown": best or "-", "trials": n, "status": status})
     return pd.DataFrame(rows)
+
+
+def _experiments_text(needs: tuple[Need, ...]) -> str:
+    counts: dict[str, int] = {}
+    for n in needs:
+        counts[n.experiment] = counts.get(n.experiment, 0) + 1
+    return ", ".join(e if k == 1 else f"{e} ({k} lr settings)" for e, k in counts.items())
 
 
 def deviations(profile: str, arch: str = "lenet") -> list[str]:
@@ -503,14 +523,20 @@ def execute_chapter(path: str | Path, output: str | Path | None = None,
 
     path = Path(path)
     out = Path(output) if output is not None else path
+    # log_output streams the kernel's stderr (training progress bars) to the terminal
     pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL,
-                        cwd=str(cwd or path.parent), progress_bar=True, log_output=log_output,
+                        cwd=str(cwd or path.parent), progress_bar=log_output,
+                        stderr_file=sys.stderr if log_output else None,
                         request_save_on_cell_execute=True)
     clean_notebook(out)
     return out
 
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+def _is_stderr(output: dict[str, Any]) -> bool:
+    return output.get("output_type") == "stream" and output.get("name") == "stderr"
 
 
 def clean_notebook(path: str | Path) -> Path:
@@ -526,8 +552,7 @@ def clean_notebook(path: str | Path) -> Path:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code" and CHECK_MARKER not in cell.source:
-            cell.outputs = [o for o in cell.outputs
-                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            cell.outputs = [o for o in cell.outputs if not _is_stderr(o)]
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
         meta.pop(key, None)
@@ -538,8 +563,6 @@ def clean_notebook(path: str | Path) -> Path:
 def build(parameters: dict[str, Any] | None = None, chapters: list[str] | None = None,
           html: bool = True, root: Path = REPO) -> Path | None:
     """Execute the chapters in place (introduction last), then build the HTML."""
-    import logging
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     order = execution_order(root)
     if chapters:
         wanted = {get_chapter(c).name for c in chapters}

@@ -174,8 +174,10 @@ PROFILE_PRESETS: dict[str, Profile] = {
     "paper": Profile("paper", description="exactly the paper's settings"),
     "quick": Profile("quick", iterations_scale=0.1, eval_every=50,
                      description="a tenth of the paper's iterations: minutes per chart on a CPU"),
-    "mini": Profile("mini", iterations_scale=0.01, eval_every=25,
-                    description="a hundredth of the paper's iterations: for ResNet-18 on a CPU"),
+    "mini": Profile("mini", iterations_scale=0.01, eval_every=50, train_eval_size=1000,
+                    eval_subset=2000,
+                    description="a hundredth of the paper's iterations and 2,000 validation/"
+                    "test examples: ResNet-18 on a CPU"),
     "smoke": Profile("smoke", max_iterations=40, eval_every=10, rounds=2, train_eval_size=200,
                      train_subset=2000, eval_subset=500,
                      description="seconds, for tests: a few iterations on data slices"),

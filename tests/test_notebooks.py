@@ -89,5 +89,5 @@ def test_committed_notebook_reproduces(name: str) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-current-env", "--nbval-cell-timeout", "600",
          str(book.chapter_path(name))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
