@@ -3,8 +3,9 @@ executing the chapters with papermill, building the Jupyter Book and checking th
 
 The chapters in ``book/`` stay short because the decisions live here: a chapter asks
 :func:`prepare` for its experiments and gets the largest profile whose results are complete
-in the store (``paper`` > ``quick`` > ``mini`` > ``smoke``), computing what is missing only when
-asked for a profile that is not there yet.
+in the store (``paper`` > ``quick`` > ``mini`` > ``smoke``). Only what is missing at the
+resolved profile is computed: nothing when results are there, the chapter's fallback profile
+(``quick``; ``mini`` for ResNet-18) when the store holds nothing for it yet.
 
 Command line::
 
@@ -86,6 +87,7 @@ class Chapter:
     needs: tuple[Need, ...] = ()
     arch: str = "lenet"
     datasets: tuple[str, ...] = ("mnist",)  # datasets it shows; the first is the default
+    fallback: str = "quick"  # profile computed by "auto" when the store has none complete
 
     @property
     def label(self) -> str:
@@ -105,7 +107,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("06_iterative_pruning", "Iterative pruning and re-initialisation (Figures 3, 4a)",
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
-            arch="resnet18", datasets=("fashionmnist", "cifar10")),
+            arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini"),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )
@@ -236,7 +238,7 @@ def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None =
     dataset = check_choice("dataset", dataset or chap.datasets[0], tuple(DATASET_NAMES))
     executor = check_choice("executor", executor, ("local", "ray"))
     root = resolve_runs_dir(runs_dir)
-    prof = resolve_profile(chap.needs, root, profile, dataset, rounds)
+    prof = resolve_profile(chap.needs, root, profile, dataset, rounds, chap.fallback)
     n = resolve_trials(chap.needs, dataset, prof, trials, root, rounds)
     allowed = _compute_allowed(compute)
     missing = [need for need in chap.needs

@@ -172,7 +172,7 @@ class Profile:
 
 PROFILE_PRESETS: dict[str, Profile] = {
     "paper": Profile("paper", description="exactly the paper's settings"),
-    "quick": Profile("quick", iterations_scale=0.1, eval_every=50,
+    "quick": Profile("quick", iterations_scale=0.1,
                      description="a tenth of the paper's iterations: minutes per chart on a CPU"),
     "mini": Profile("mini", iterations_scale=0.01, eval_every=50, train_eval_size=1000,
                     eval_subset=2000,
