@@ -132,8 +132,8 @@ def _tiny_eval(data: TensorSplit, n: int = 64) -> TensorSplit:
 
 
 def engine_it_s(data: TensorSplit, device: torch.device, population: int, seconds: float,
-                parts: int | None, shared: bool = True, iterations: int | None = None
-                ) -> float:
+                parts: int | None, shared: bool = True, iterations: int | None = None,
+                threads: int | None = None) -> float:
     """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded.
 
     A short run first (warm-up and rate estimate) sizes the timed run to about ``seconds``.
@@ -147,7 +147,7 @@ def engine_it_s(data: TensorSplit, device: torch.device, population: int, second
         _sync(device)
         t0 = time.perf_counter()
         engine.train_population("lenet", inits, [None] * population, small, cfg, seeds,
-                                device=device, parts=parts)
+                                device=device, parts=parts, threads=threads)
         _sync(device)
         return time.perf_counter() - t0
 
@@ -225,6 +225,9 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
             note("plain: same, 1 thread", plain1, "it/s")
         finally:
             torch.set_num_threads(threads)
+    raw = {"baseline_default_threads_it_s": round(base, 1),
+           "plain_default_threads_it_s": round(plain, 1)}
+    if device.type == "cpu" and threads > 1:
         base, plain = max(base, base1), max(plain, plain1)
     best, best_k, best_parts = 0.0, 0, None
     for k, parts in _configs(device, threads, quick, population):
@@ -236,6 +239,11 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
     mixed = engine_it_s(data, device, best_k, budget, best_parts, shared=False,
                         iterations=iterations)
     note(f"engine: K={best_k}, own batches per member", mixed, "model-it/s")
+    per_core = None
+    if device.type == "cpu" and threads > 1:
+        # one core each, engine vs plain: a comparison a loaded machine does not distort
+        per_core = engine_it_s(data, device, 4, budget, 1, iterations=iterations, threads=1)
+        note("engine: K=4 on 1 thread (per-core)", per_core, "model-it/s")
     ev = eval_ms_per_member(data, device, best_k)
     note("eval point (5K train + 5K val + 10K test)/member", ev, "ms")
     result = {
@@ -243,7 +251,11 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         "baseline_it_s": round(base, 1), "plain_it_s": round(plain, 1),
         "engine_it_s": round(best, 1), "population": best_k,
         "parts": best_parts if best_parts is not None else "auto",
-        "engine_own_batches_it_s": round(mixed, 1),
+        "engine_own_batches_it_s": round(mixed, 1), **raw,
+        "plain_1thread_it_s": round(plain1, 1) if per_core is not None else None,
+        "engine_1thread_it_s": round(per_core, 1) if per_core is not None else None,
+        "ratio_plain_per_core": (round(per_core / plain1, 2) if per_core is not None
+                                 else None),
         "ratio": round(best / base, 2), "ratio_plain": round(best / plain, 2),
         "sgemm_gflops": round(gemm, 1),
         "engine_gflops": round(best * LENET_TRAIN_FLOP / 1e9, 1),

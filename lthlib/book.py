@@ -192,6 +192,7 @@ class Context:
     runs_dir: Path
     results: dict[str, Any] = field(default_factory=dict)  # need key -> ExperimentResult
     computed: list[str] = field(default_factory=list)
+    rounds: int | None = None  # IMP rounds when overridden (else the profile's)
 
     def __getitem__(self, key: str) -> Any:
         return self.results[key]
@@ -217,7 +218,10 @@ class Context:
         return text
 
     def deviations(self) -> str:
-        return deviations_markdown(self.profile, self.chapter.arch)
+        text = deviations_markdown(self.profile, self.chapter.arch)
+        if self.rounds is not None:
+            text += f"\n- Pruning rounds set to {self.rounds} for this execution."
+        return text
 
 
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10"}
@@ -255,7 +259,7 @@ def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None =
         from .sweep import run_sweep  # optional dependency: only needed for executor="ray"
         run_sweep([m.config(dataset, prof, n, rounds) for m in missing], runs_dir=str(root),
                   executor="ray", device=device, progress=progress)
-    ctx = Context(chap, dataset, prof, n, root)
+    ctx = Context(chap, dataset, prof, n, root, rounds=rounds)
     for need in chap.needs:
         ctx.results[need.key] = run(
             need.experiment, need.arch, dataset, prof, n, root, device=device,
@@ -375,10 +379,21 @@ def _experiments_text(needs: tuple[Need, ...]) -> str:
     return ", ".join(e if k == 1 else f"{e} ({k} lr settings)" for e, k in counts.items())
 
 
+def our_choices(arch: str = "lenet") -> list[str]:
+    """:data:`OUR_CHOICES` that concern ``arch`` (Adam's constants only for Adam-trained
+    networks, one-shot rates only where the chapter runs one-shot pruning)."""
+    from .config import paper_train
+
+    adam = paper_train(arch).optimizer == "adam"
+    oneshot = arch in ("lenet", "conv2", "conv4", "conv6")
+    return [c for c in OUR_CHOICES
+            if (adam or not c.startswith("Adam")) and (oneshot or not c.startswith("One-shot"))]
+
+
 def deviations(profile: str, arch: str = "lenet") -> list[str]:
     """Everything the shown results do differently from the paper: the profile's reductions
     first, then our fixed choices where the paper is silent."""
-    return list(profile_deviations(profile, arch)) + list(OUR_CHOICES)
+    return list(profile_deviations(profile, arch)) + our_choices(arch)
 
 
 def deviations_markdown(profile: str, arch: str = "lenet") -> str:
@@ -386,7 +401,7 @@ def deviations_markdown(profile: str, arch: str = "lenet") -> str:
     lines = [f"**Profile `{profile}` for {arch}:** "
              + ("the paper's settings." if not reduced else "; ".join(reduced) + "."), "",
              "**Our choices where the paper is silent:**", ""]
-    lines += [f"- {c}" for c in OUR_CHOICES]
+    lines += [f"- {c}" for c in our_choices(arch)]
     return "\n".join(lines)
 
 
@@ -485,6 +500,20 @@ def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
     out["profile"] = out["profile"].replace("", "-")
     cols = [c for c in LEDGER_COLUMNS if statement or c != "statement"]
     return out[cols]
+
+
+def verdict_list(df: pd.DataFrame) -> str:
+    """The ledger rows as a Markdown list (reads better than a wide table in a chapter):
+    verdict first, then the claim, the paper's value and ours."""
+    if df.empty:
+        return "*No claim of the ledger concerns this chapter.*"
+    lines = []
+    for r in verdict_table(df).itertuples(index=False):
+        where = f"{r.dataset}, {r.profile}, {r.trials} trial(s)" if r.profile != "-" \
+            else r.dataset
+        lines.append(f"- {r.verdict} — {r.statement} Paper: {r.paper}; ours: {r.ours} "
+                     f"({where}). `{r.claim}`")
+    return "\n".join(lines)
 
 
 def claim_value(df: pd.DataFrame, claim: str, dataset: str) -> tuple[float | None, str]:

@@ -108,6 +108,21 @@ def test_pruned_state_dicts_carry_their_masks(data):
     pd.testing.assert_frame_equal(a[0].history, b[0].history)
 
 
+def test_very_sparse_members_match_train(data):
+    """IMP's late levels (5% of fc1 left): evaluation switches to sparse matmuls."""
+    cfg = TrainConfig("adam", 1.2e-3, 60, 20, eval_every=10)
+    nets = []
+    for seed in (1, 2):
+        net = create_network("lenet", seed=seed)
+        for _ in range(13):
+            prune_network(net, amount=0.2)
+        nets.append(net)
+    masks = [get_masks(n) for n in nets]
+    assert max(float(m["fc1"].mean()) for m in masks) < engine._SPARSE_EVAL_DENSITY
+    _check(nets, [plain_state(n) for n in nets], masks, [0, 0], data, cfg, "lenet",
+           threads=1)
+
+
 def test_bad_inputs_name_allowed_values(data):
     _, inits, masks = _members("lenet", [None])
     assert engine.supports("LeNet") and engine.supports("mlp")

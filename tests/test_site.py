@@ -16,7 +16,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return book.build_html(output=out, check=False)
 
 
-@pytest.mark.slow
 def test_site_builds_and_passes_checks(site: Path) -> None:
     assert (site / "index.html").exists()
     assert book.check_site(site) == []
@@ -26,7 +25,6 @@ def test_site_builds_and_passes_checks(site: Path) -> None:
     assert "<img" in figure_page
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(book.find_chromium() is None, reason="Chromium is not installed")
 def test_screenshot_of_intro(site: Path, tmp_path: Path) -> None:
     png = book.screenshot(site / "book" / "intro.html", tmp_path / "intro.png", height=900)
