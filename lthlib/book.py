@@ -25,6 +25,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -554,16 +556,39 @@ def execute_chapter(path: str | Path, output: str | Path | None = None,
 
     path = Path(path)
     out = Path(output) if output is not None else path
+    with _inline_figures():
+        _papermill(pm, path, out, parameters, log_output, cwd)
+    clean_notebook(out)
+    return out
+
+
+@contextmanager
+def _inline_figures() -> Iterator[None]:
+    """Kernels inherit MPLBACKEND; a non-interactive one (Agg, as CI sets) would leave every
+    figure as a ``<Figure ...>`` string instead of a PNG in the notebook, so papermill's
+    kernels always get the inline backend."""
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old
+
+
+def _papermill(pm: Any, path: Path, out: Path, parameters: dict[str, Any] | None,
+               log_output: bool, cwd: str | Path | None) -> None:
     # log_output streams the kernel's stderr (training progress bars) to the terminal
     pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL,
                         cwd=str(cwd or path.parent), progress_bar=log_output,
                         stderr_file=sys.stderr if log_output else None,
                         request_save_on_cell_execute=True)
-    clean_notebook(out)
-    return out
 
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 def _is_stderr(output: dict[str, Any]) -> bool:

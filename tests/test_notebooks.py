@@ -26,6 +26,11 @@ SMOKE_EXTRA = {"03_training": {"rerun_iterations": 30},
                "appendix_fashion_mlp": {"demo_iterations": 100}}
 
 
+def _images(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("smoke-runs")
@@ -64,6 +69,8 @@ def test_chapter_executes_at_smoke(name: str, smoke_runs: Path, tmp_path: Path) 
     out = book.execute_chapter(book.chapter_path(name), tmp_path / f"{name}.ipynb", params,
                                log_output=False)
     assert not _errors(out)
+    if name != "intro":  # every other chapter draws figures: they must be PNGs, not reprs
+        assert _images(out) > 0, f"{name}: no figure was stored as an image"
     chapter = book.get_chapter(name)
     if chapter.needs:  # what the chapter computed is now in the store, found by "auto"
         rounds = SMOKE_EXTRA.get(name, {}).get("rounds")
