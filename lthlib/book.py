@@ -43,6 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 BOOK_DIR = REPO / "book"
 KERNEL = "python3"
 PAPER_TRIALS = 5  # trials per point in the paper's main body
+PAPER_REINITS = 3  # random re-initialisations per trial in the paper
+PAPER_RANDOM_TRIALS = 10  # randomly sampled sparse networks per point in the paper
 
 # Choices the paper leaves open (or that we made on purpose), printed in every chapter.
 OUR_CHOICES = (
@@ -90,6 +92,7 @@ class Chapter:
     arch: str = "lenet"
     datasets: tuple[str, ...] = ("mnist",)  # datasets it shows; the first is the default
     fallback: str = "quick"  # profile computed by "auto" when the store has none complete
+    rounds: int | None = None  # IMP rounds of the committed build (its notebook's parameter)
 
     @property
     def label(self) -> str:
@@ -109,7 +112,8 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("06_iterative_pruning", "Iterative pruning and re-initialisation (Figures 3, 4a)",
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
-            arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini"),
+            arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini",
+            rounds=2),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )
@@ -217,6 +221,12 @@ class Context:
                 f"**{self.profile}** ({p.description}), **{self.trials}** trial(s) per point "
                 f"(the paper: {PAPER_TRIALS}). Trained on {self.hardware()}, "
                 f"{format_duration(self.wall_time_s())} of training in total.")
+        reinits = sorted({res.config.reinits for res in self.results.values()})
+        if reinits:
+            text += (f" Controls: **{'/'.join(map(str, reinits))}** re-initialised network(s) "
+                     f"per trial and pruning level, and in one-shot runs as many randomly "
+                     f"sampled sparse networks (the paper: {PAPER_REINITS} re-initialisations "
+                     f"per trial, {PAPER_RANDOM_TRIALS} random sparse networks).")
         return text
 
     def deviations(self) -> str:
@@ -357,9 +367,9 @@ def coverage_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
         if not chap.needs:
             continue
         for dataset in chap.datasets:
-            done = complete_profiles(chap.needs, dataset, runs_dir)
+            done = complete_profiles(chap.needs, dataset, runs_dir, chap.rounds)
             best = done[0] if done else ""
-            n = resolve_trials(chap.needs, dataset, best, 0, runs_dir) if best else 0
+            n = resolve_trials(chap.needs, dataset, best, 0, runs_dir, chap.rounds) if best else 0
             if not best:
                 status = "not run"
             elif best == "paper" and n >= PAPER_TRIALS:
@@ -368,6 +378,8 @@ def coverage_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
                 status = f"paper settings, {n} of {PAPER_TRIALS} trials"
             else:
                 status = f"reduced ({best} profile)"
+            if best and chap.rounds is not None:
+                status += f", {chap.rounds} pruning rounds"
             rows.append({"chapter": chap.label, "dataset": DATASET_NAMES[dataset],
                          "experiments": _experiments_text(chap.needs),
                          "profile shown": best or "-", "trials": n, "status": status})

@@ -98,3 +98,16 @@ def test_committed_notebook_reproduces(name: str) -> None:
          str(book.chapter_path(name))],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def test_coverage_uses_the_chapter_rounds(tmp_path: Path) -> None:
+    """Chapter 7.7 is built with 2 IMP rounds: its stored results count as coverage (they
+    were once reported as "not run" because the table asked for the profile's 20 rounds)."""
+    import shutil
+
+    shutil.copytree(REPO / "runs" / "global-imp", tmp_path / "global-imp")
+    table = book.coverage_table(tmp_path)
+    row = table[table.chapter.str.startswith("7.7") & (table.dataset == "FashionMNIST")]
+    assert row["profile shown"].tolist() == ["mini"]
+    assert "2 pruning rounds" in row.status.iloc[0]
+    assert (table[table.dataset == "MNIST"].status == "not run").all()
