@@ -82,7 +82,8 @@ def test_chapter_executes_at_smoke(name: str, smoke_runs: Path, tmp_path: Path) 
 
 def _committed_results_present(name: str) -> bool:
     chapter = book.get_chapter(name)
-    return not chapter.needs or bool(book.complete_profiles(chapter.needs, chapter.datasets[0]))
+    return not chapter.needs or bool(book.complete_profiles(chapter.needs, chapter.datasets[0],
+                                                               rounds=chapter.rounds))
 
 
 @pytest.mark.parametrize("name", [c.name for c in book.CHAPTERS])
