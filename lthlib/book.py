@@ -569,7 +569,12 @@ def execute_chapter(path: str | Path, output: str | Path | None = None,
     path = Path(path)
     out = Path(output) if output is not None else path
     with _inline_figures():
-        _papermill(pm, path, out, parameters, log_output, cwd)
+        # log_output streams the kernel's stderr (training progress bars) to the terminal
+        pm.execute_notebook(str(path), str(out), parameters=parameters or {},
+                            kernel_name=KERNEL, cwd=str(cwd or path.parent),
+                            progress_bar=log_output,
+                            stderr_file=sys.stderr if log_output else None,
+                            request_save_on_cell_execute=True)
     clean_notebook(out)
     return out
 
@@ -588,15 +593,6 @@ def _inline_figures() -> Iterator[None]:
             os.environ.pop("MPLBACKEND", None)
         else:
             os.environ["MPLBACKEND"] = old
-
-
-def _papermill(pm: Any, path: Path, out: Path, parameters: dict[str, Any] | None,
-               log_output: bool, cwd: str | Path | None) -> None:
-    # log_output streams the kernel's stderr (training progress bars) to the terminal
-    pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name=KERNEL,
-                        cwd=str(cwd or path.parent), progress_bar=log_output,
-                        stderr_file=sys.stderr if log_output else None,
-                        request_save_on_cell_execute=True)
 
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
