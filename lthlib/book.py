@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
@@ -229,10 +229,35 @@ class Context:
                      f"per trial, {PAPER_RANDOM_TRIALS} random sparse networks).")
         return text
 
-    def deviations(self) -> str:
+    def control_deviations(self) -> list[str]:
+        """How the shown trials and controls fall short of the paper's, from the configs."""
+        out = []
+        if self.results and self.trials < PAPER_TRIALS:
+            out.append(f"{self.trials} trial(s) per point instead of the paper's {PAPER_TRIALS}.")
+        experiments = {res.config.experiment for res in self.results.values()}
+        reinits = sorted({res.config.reinits for res in self.results.values()
+                          if res.config.experiment in ("imp", "global-imp", "oneshot")})
+        if reinits and reinits != [PAPER_REINITS]:
+            out.append(f"{'/'.join(map(str, reinits))} re-initialisation(s) per trial and "
+                       f"level instead of the paper's {PAPER_REINITS}.")
+        randoms = sorted({max(1, res.config.reinits) for res in self.results.values()
+                          if res.config.experiment in ("oneshot", "random-sparse")})
+        if experiments & {"oneshot", "random-sparse"} and randoms != [PAPER_RANDOM_TRIALS]:
+            out.append(f"{'/'.join(map(str, randoms))} randomly sampled sparse network(s) per "
+                       f"trial and one-shot target instead of the paper's "
+                       f"{PAPER_RANDOM_TRIALS}.")
+        return out
+
+    def deviations(self, extra: Sequence[str] = ()) -> str:
+        """The profile's reductions, our fixed choices, ``extra`` (the chapter's own), then
+        trials and controls."""
         text = deviations_markdown(self.profile, self.chapter.arch)
+        text += "".join(f"\n- {e}" for e in extra)
+        lines = self.control_deviations()
         if self.rounds is not None:
-            text += f"\n- Pruning rounds set to {self.rounds} for this execution."
+            lines.append(f"Pruning rounds set to {self.rounds} for this execution.")
+        if lines:
+            text += "\n\n**Trials and controls:**\n\n" + "\n".join(f"- {x}" for x in lines)
         return text
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -112,3 +113,26 @@ def test_coverage_uses_the_chapter_rounds(tmp_path: Path) -> None:
     assert row["profile shown"].tolist() == ["mini"]
     assert "2 pruning rounds" in row.status.iloc[0]
     assert (table[table.dataset == "MNIST"].status == "not run").all()
+
+
+def test_deviations_state_trials_and_controls_from_the_configs(tmp_path: Path) -> None:
+    """The controls line comes from the shown configs, not from text typed into a chapter."""
+    from types import SimpleNamespace
+
+    from lthlib.config import make_experiment
+
+    chapter = book.get_chapter("05_figure1")
+    results = {e: SimpleNamespace(config=make_experiment(e, "lenet", "mnist", "smoke", 2),
+                                  trials=[]) for e in ("imp", "oneshot")}
+    text = book.Context(chapter, "mnist", "smoke", 2, tmp_path, results).deviations(["Own."])
+    reinits = results["imp"].config.reinits
+    assert f"2 trial(s) per point instead of the paper's {book.PAPER_TRIALS}" in text
+    assert (f"{reinits} re-initialisation(s) per trial and level instead of the paper's "
+            f"{book.PAPER_REINITS}") in text
+    assert f"instead of the paper's {book.PAPER_RANDOM_TRIALS}." in text
+    assert "\n- Own." in text
+    full = {e: SimpleNamespace(config=replace(r.config, reinits=book.PAPER_REINITS), trials=[])
+            for e, r in results.items()}
+    paper = book.Context(chapter, "mnist", "paper", book.PAPER_TRIALS, tmp_path, full)
+    assert "re-initialisation(s)" not in paper.deviations()
+    assert "trial(s) per point" not in paper.deviations()
