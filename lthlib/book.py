@@ -214,13 +214,17 @@ class Context:
     def wall_time_s(self) -> float:
         return float(sum(r.get("wall_time_s", 0.0) for r in self.records()))
 
+    def wall_time_text(self) -> str:
+        """The summed training time, as a lower bound where a record says it is partial."""
+        return format_wall_time(self.wall_time_s(), self.records())
+
     def describe(self) -> str:
         """One Markdown paragraph: dataset, profile, trials, hardware and training time."""
         p = get_profile(self.profile)
         text = (f"**Results shown:** dataset **{DATASET_NAMES[self.dataset]}**, profile "
                 f"**{self.profile}** ({p.description}), **{self.trials}** trial(s) per point "
                 f"(the paper: {PAPER_TRIALS}). Trained on {self.hardware()}, "
-                f"{format_duration(self.wall_time_s())} of training in total.")
+                f"{self.wall_time_text()} of training in total.")
         reinits = sorted({res.config.reinits for res in self.results.values()})
         if reinits:
             text += (f" Controls: **{'/'.join(map(str, reinits))}** re-initialised network(s) "
@@ -352,6 +356,20 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def wall_time_partial(record: dict[str, Any]) -> bool:
+    """True when a record's wall time misses part of its training (e.g. a process that was
+    stopped before the trial was resumed, in records written before stages were timed)."""
+    return record.get("wall_time_complete") is False
+
+
+def format_wall_time(seconds: float, records: list[dict[str, Any]]) -> str:
+    text = format_duration(seconds)
+    if any(wall_time_partial(r) for r in records):
+        text = (f"at least {text} (some trials were resumed, and the process they were resumed "
+                f"from was not timed)")
+    return text
+
+
 def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per stored experiment (all seeds together): trials, hardware, wall time."""
     store = RunStore(runs_dir)
@@ -367,7 +385,8 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
                      "dataset": DATASET_NAMES.get(rec.get("dataset", ""), rec.get("dataset")),
                      "profile": rec.get("profile", ""), "lr": rec.get("lr_setting") or "",
                      "hardware": describe_record_hardware(rec),
-                     "wall_time_s": float(rec.get("wall_time_s", 0.0))})
+                     "wall_time_s": float(rec.get("wall_time_s", 0.0)),
+                     "partial": wall_time_partial(rec)})
     cols = ["experiment", "network", "dataset", "profile", "lr", "trials", "hardware",
             "training time"]
     if not rows:
@@ -376,8 +395,9 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
     keys = ["experiment", "network", "dataset", "profile", "lr"]
     out = df.groupby(keys, sort=True).agg(
         trials=("wall_time_s", "size"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
-        wall=("wall_time_s", "sum")).reset_index()
-    out["training time"] = out.pop("wall").map(format_duration)
+        wall=("wall_time_s", "sum"), partial=("partial", "any")).reset_index()
+    out["training time"] = [("at least " if part else "") + format_duration(wall)
+                            for wall, part in zip(out.pop("wall"), out.pop("partial"))]
     order = {p: i for i, p in enumerate(PROFILE_ORDER)}
     out = out.sort_values(["experiment", "network", "dataset", "lr", "profile"],
                           key=lambda s: s.map(order) if s.name == "profile" else s)

@@ -199,8 +199,10 @@ class _Runner:
             else:
                 todo.extend(members)
         label = f"{self.cfg.model.arch}/{self.cfg.data.dataset} {name}"
+        t0 = time.perf_counter()
         results = train_members(todo, self.cfg, self.data, self.device,
                                 progress=label if self.progress else False)
+        per_member = (time.perf_counter() - t0) / max(1, len(todo))
         by_trial: dict[int, list[tuple[Member, pd.DataFrame, State]]] = {}
         for m, (hist, state) in zip(todo, results):
             by_trial.setdefault(m.trial.seed, []).append((m, hist, state))
@@ -210,7 +212,8 @@ class _Runner:
             if kept:
                 self._save_states(t, name, kept)
             metrics = pd.concat([_tag(m, h) for m, h, _ in rows], ignore_index=True)
-            self.store.save_stage(t, name, metrics)
+            # trials trained together share the stage's time by their number of networks
+            self.store.save_stage(t, name, metrics, wall_time_s=per_member * len(rows))
             self.metrics.setdefault(seed, []).append(metrics)
             out[seed] = [(m, s if keep_state(m) else None) for m, _, s in rows]
         return out

@@ -4,7 +4,8 @@ Layout (browsable by a person; ``runs/README.md`` is a regenerated index)::
 
     runs/<experiment>/<arch>-<dataset>-<profile>[-<lr setting>]/seed<s>-<run id>/
         config.json    the whole resolved config of this trial (its hash is the run id)
-        stages/*.csv   per-stage metrics, written as each stage finishes (resume points)
+        stages/*.csv   per-stage metrics, written as each stage finishes (resume points),
+                       with the stage's training time in stages/*.json
         metrics.csv    every evaluation of every network in the trial (long format)
         summary.csv    one row per network: Pm, early-stop iteration and metrics, final accs
         record.json    status, sha256 of the CSVs, hardware, wall time, lthlib version, commit
@@ -113,13 +114,31 @@ class RunStore:
     def stage_path(self, cfg: ExperimentConfig, stage: str) -> Path:
         return self.trial_dir(cfg) / "stages" / f"{stage}.csv"
 
-    def save_stage(self, cfg: ExperimentConfig, stage: str, metrics: pd.DataFrame) -> None:
-        """Write one stage's metrics atomically, with its hash beside it."""
+    def save_stage(self, cfg: ExperimentConfig, stage: str, metrics: pd.DataFrame,
+                   wall_time_s: float | None = None) -> None:
+        """Write one stage's metrics atomically, with its hash beside it, and the stage's
+        training time (``stages/<stage>.json``) so that a trial resumed across processes
+        still reports its whole training time."""
         self._write_config(cfg)
         text = df_to_csv_text(metrics)
         path = self.stage_path(cfg, stage)
+        if wall_time_s is not None:
+            timing = {"wall_time_s": round(float(wall_time_s), 2),
+                      "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            atomic_write_text(path.with_suffix(".json"), json.dumps(timing) + "\n")
         atomic_write_text(path, text)
         atomic_write_text(path.with_suffix(".sha256"), sha256_text(text) + "\n")
+
+    def stage_times(self, cfg: ExperimentConfig) -> dict[str, float | None]:
+        """Training seconds of each stored stage of a trial (None where it was not timed)."""
+        out: dict[str, float | None] = {}
+        for csv in sorted((self.trial_dir(cfg) / "stages").glob("*.csv")):
+            timing = csv.with_suffix(".json")
+            try:
+                out[csv.stem] = float(json.loads(timing.read_text())["wall_time_s"])
+            except (OSError, ValueError, KeyError, TypeError):
+                out[csv.stem] = None
+        return out
 
     def load_stage(self, cfg: ExperimentConfig, stage: str) -> pd.DataFrame | None:
         path = self.stage_path(cfg, stage)
@@ -166,9 +185,21 @@ class RunStore:
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
                wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None
                ) -> TrialRecord:
-        """Write the trial's final metrics and record (the record last: it marks completion)."""
+        """Write the trial's final metrics and record (the record last: it marks completion).
+
+        ``wall_time`` is this process's share; when every stage was timed (see
+        :meth:`save_stage`) the recorded ``wall_time_s`` is their sum instead, which also
+        counts stages that earlier, interrupted processes trained.
+        """
         from . import __version__
         path = self.trial_dir(cfg)
+        stages = self.stage_times(cfg)
+        timed = bool(stages) and all(v is not None for v in stages.values())
+        timing: dict[str, Any] = {"process_wall_time_s": round(wall_time, 2),
+                                  "wall_time_complete": timed or not stages}
+        if timed:
+            wall_time = sum(v for v in stages.values() if v is not None)
+            timing["stage_wall_time_s"] = stages
         self._write_config(cfg)
         texts = {"metrics.csv": df_to_csv_text(metrics), "summary.csv": df_to_csv_text(summary)}
         for name, text in texts.items():
@@ -182,7 +213,7 @@ class RunStore:
             "lthlib_version": __version__, "git_commit": git_commit(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sha256": {name: sha256_text(text) for name, text in texts.items()},
-            **(extra or {}),
+            **timing, **(extra or {}),
         }
         atomic_write_text(path / "record.json", json.dumps(record, indent=1) + "\n")
         self.write_index()

@@ -52,6 +52,18 @@ def test_imp_levels_pm_and_controls(imp_run):
     assert m["iteration"].max() == cfg.train.iterations
 
 
+def test_records_sum_the_timed_stages(imp_run):
+    """Two trials trained together split each stage's time; the record sums its stages."""
+    runs, cfg, res = imp_run
+    for tr in res.trials:
+        rec = tr.record
+        stages = rec["stage_wall_time_s"]
+        assert sorted(stages) == ["reinit"] + [f"ticket-L{i:02d}" for i in range(4)]
+        assert rec["wall_time_complete"] is True
+        assert rec["wall_time_s"] == pytest.approx(sum(stages.values()), abs=0.05)
+        assert 0 < rec["wall_time_s"] <= rec["process_wall_time_s"] * 1.01 + 0.05
+
+
 def test_finished_trials_are_never_recomputed(imp_run, monkeypatch):
     runs, cfg, res = imp_run
 
@@ -176,6 +188,11 @@ def test_kill_9_then_resume_gives_identical_metrics(tmp_path):
     [b] = list((tmp_path / "b").glob("imp/*/*/metrics.csv"))
     assert a.read_bytes() == b.read_bytes()
     assert a.parent.name == b.parent.name  # same run identity
+    # the wall time still counts the stages the killed process trained
+    rec = json.loads((b.parent / "record.json").read_text())
+    assert rec["wall_time_complete"] is True
+    assert {"ticket-L00", "ticket-L01", "reinit"} <= set(rec["stage_wall_time_s"])
+    assert rec["wall_time_s"] > rec["process_wall_time_s"]
 
 
 def test_cli_run_and_ls(tmp_path, capsys):

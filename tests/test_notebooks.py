@@ -136,3 +136,9 @@ def test_deviations_state_trials_and_controls_from_the_configs(tmp_path: Path) -
     paper = book.Context(chapter, "mnist", "paper", book.PAPER_TRIALS, tmp_path, full)
     assert "re-initialisation(s)" not in paper.deviations()
     assert "trial(s) per point" not in paper.deviations()
+
+
+def test_partial_wall_times_are_shown_as_lower_bounds() -> None:
+    assert book.format_wall_time(7200, [{"wall_time_s": 7200}]) == "2.0 h"
+    text = book.format_wall_time(7200, [{"wall_time_s": 7200, "wall_time_complete": False}])
+    assert text.startswith("at least 2.0 h")
