@@ -36,7 +36,7 @@ from .device import default_device, describe_hardware
 from .models import create_network, prunable_layers
 from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
                     remaining_fraction)
-from .store import MEMBER_KEYS, RunStore, TrialRecord
+from .store import MEMBER_KEYS, RunStore, TrialRecord, git_commit
 from .train import early_stop_summary, train
 
 State = dict[str, torch.Tensor]
@@ -237,14 +237,14 @@ class _Runner:
         except Exception:  # a truncated checkpoint is recomputed, never used
             return {}
 
-    def finish(self, trials: list[ExperimentConfig], wall: float, extra: dict[str, Any]
-               ) -> None:
+    def finish(self, trials: list[ExperimentConfig], wall: float, extra: dict[str, Any],
+               code_version: str | None = None) -> None:
         for t in trials:
             metrics = pd.concat(self.metrics[t.seed], ignore_index=True)
             metrics = metrics.sort_values(MEMBER_KEYS + ["iteration"], kind="stable")
             summary = summarize(metrics)
             self.store.finish(t, metrics.reset_index(drop=True), summary, wall / len(trials),
-                              describe_hardware(self.device), extra)
+                              describe_hardware(self.device), extra, code_version)
 
 
 def _key(m: Member) -> str:
@@ -382,10 +382,11 @@ def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
         dev = default_device(device)
         data = load_tensors_for(cfg.data, root=data_root, device=dev)
         runner = _Runner(cfg, store, data, dev, progress)
+        code_version = git_commit()  # the code that computes, not HEAD when it finishes
         t0 = time.perf_counter()
         EXPERIMENT_FUNCS[cfg.experiment](runner, missing)
         runner.finish(missing, time.perf_counter() - t0,
-                      {"population_engine": engine.supports(cfg.model.arch)})
+                      {"population_engine": engine.supports(cfg.model.arch)}, code_version)
     records = [rec for rec in (store.load(t) for t in trials) if rec is not None]
     return ExperimentResult(cfg, records)
 

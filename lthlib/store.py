@@ -183,13 +183,14 @@ class RunStore:
         return TrialRecord(config, path, pd.read_csv(path / "summary.csv"), record)
 
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
-               wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None
-               ) -> TrialRecord:
+               wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None,
+               code_version: str | None = None) -> TrialRecord:
         """Write the trial's final metrics and record (the record last: it marks completion).
 
         ``wall_time`` is this process's share; when every stage was timed (see
         :meth:`save_stage`) the recorded ``wall_time_s`` is their sum instead, which also
-        counts stages that earlier, interrupted processes trained.
+        counts stages that earlier, interrupted processes trained. ``code_version`` is the
+        commit the computing process started from (default: HEAD now).
         """
         from . import __version__
         path = self.trial_dir(cfg)
@@ -210,7 +211,7 @@ class RunStore:
             "seed": cfg.seed, "lr_setting": cfg.lr_setting,
             "levels": int(summary["level"].nunique()) if "level" in summary else 0,
             "networks": len(summary), "wall_time_s": round(wall_time, 2), "hardware": hardware,
-            "lthlib_version": __version__, "git_commit": git_commit(),
+            "lthlib_version": __version__, "git_commit": code_version or git_commit(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sha256": {name: sha256_text(text) for name, text in texts.items()},
             **timing, **(extra or {}),

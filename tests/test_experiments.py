@@ -138,9 +138,16 @@ def test_oneshot_rates_match_imp_layer_ratios():
             oneshot_rates(cfg, bad)
 
 
-def test_random_sparse_only(tmp_path):
+def test_random_sparse_only(tmp_path, monkeypatch):
+    """Also: the record names the commit the run started from, not HEAD when it finished
+    (a long run outlives commits made meanwhile)."""
+    from lthlib import store
+
+    monkeypatch.setattr(experiments, "git_commit", lambda: "commit-at-start")
+    monkeypatch.setattr(store, "git_commit", lambda: "commit-at-finish")
     res = run_experiment(smoke("random-sparse"), tmp_path, device="cpu", progress=False)
     assert set(res.summary["variant"]) == {"random"}
+    assert res.trials[0].record["git_commit"] == "commit-at-start"
 
 
 def test_global_imp_needs_allow_outside_resnet_vgg(tmp_path):
