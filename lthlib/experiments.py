@@ -180,6 +180,7 @@ class _Runner:
         self.cfg, self.store, self.data, self.device = cfg, store, data, device
         self.progress = progress
         self.metrics: dict[int, list[pd.DataFrame]] = {}
+        self.resumed: dict[int, list[str]] = {}  # stages an earlier process trained
 
     def stage(self, name: str, trials: list[ExperimentConfig],
               build: Callable[[ExperimentConfig], list[Member]],
@@ -195,6 +196,7 @@ class _Runner:
             states = self._load_states(t, name) if need_states else {}
             if done is not None and all(_key(m) in states for m in need_states):
                 self.metrics.setdefault(t.seed, []).append(done)
+                self.resumed.setdefault(t.seed, []).append(name)
                 out[t.seed] = [(m, states.get(_key(m))) for m in members]
             else:
                 todo.extend(members)
@@ -244,7 +246,8 @@ class _Runner:
             metrics = metrics.sort_values(MEMBER_KEYS + ["iteration"], kind="stable")
             summary = summarize(metrics)
             self.store.finish(t, metrics.reset_index(drop=True), summary, wall / len(trials),
-                              describe_hardware(self.device), extra, code_version)
+                              describe_hardware(self.device), extra, code_version,
+                          self.resumed.get(t.seed, []))
 
 
 def _key(m: Member) -> str:

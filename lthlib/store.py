@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,23 +185,24 @@ class RunStore:
 
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
                wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None,
-               code_version: str | None = None) -> TrialRecord:
+               code_version: str | None = None, resumed_stages: Sequence[str] = ()
+               ) -> TrialRecord:
         """Write the trial's final metrics and record (the record last: it marks completion).
 
-        ``wall_time`` is this process's share; when every stage was timed (see
-        :meth:`save_stage`) the recorded ``wall_time_s`` is their sum instead, which also
-        counts stages that earlier, interrupted processes trained. ``code_version`` is the
-        commit the computing process started from (default: HEAD now).
+        ``wall_time`` is this process's share. Stages listed in ``resumed_stages`` were
+        trained by earlier, interrupted processes: their stored times (see
+        :meth:`save_stage`) are added, and where one was never timed the record says its wall
+        time is incomplete. ``code_version`` is the commit the computing process started from
+        (default: HEAD now).
         """
         from . import __version__
         path = self.trial_dir(cfg)
         stages = self.stage_times(cfg)
-        timed = bool(stages) and all(v is not None for v in stages.values())
+        earlier = [stages.get(name) for name in resumed_stages]
         timing: dict[str, Any] = {"process_wall_time_s": round(wall_time, 2),
-                                  "wall_time_complete": timed or not stages}
-        if timed:
-            wall_time = sum(v for v in stages.values() if v is not None)
-            timing["stage_wall_time_s"] = stages
+                                  "wall_time_complete": all(v is not None for v in earlier),
+                                  "stage_wall_time_s": stages}
+        wall_time += sum(v for v in earlier if v is not None)
         self._write_config(cfg)
         texts = {"metrics.csv": df_to_csv_text(metrics), "summary.csv": df_to_csv_text(summary)}
         for name, text in texts.items():
