@@ -238,7 +238,6 @@ class Context:
         out = []
         if self.results and self.trials < PAPER_TRIALS:
             out.append(f"{self.trials} trial(s) per point instead of the paper's {PAPER_TRIALS}.")
-        experiments = {res.config.experiment for res in self.results.values()}
         reinits = sorted({res.config.reinits for res in self.results.values()
                           if res.config.experiment in ("imp", "global-imp", "oneshot")})
         if reinits and reinits != [PAPER_REINITS]:
@@ -246,7 +245,7 @@ class Context:
                        f"level instead of the paper's {PAPER_REINITS}.")
         randoms = sorted({max(1, res.config.reinits) for res in self.results.values()
                           if res.config.experiment in ("oneshot", "random-sparse")})
-        if experiments & {"oneshot", "random-sparse"} and randoms != [PAPER_RANDOM_TRIALS]:
+        if randoms and randoms != [PAPER_RANDOM_TRIALS]:
             out.append(f"{'/'.join(map(str, randoms))} randomly sampled sparse network(s) per "
                        f"trial and one-shot target instead of the paper's "
                        f"{PAPER_RANDOM_TRIALS}.")

@@ -247,7 +247,7 @@ class _Runner:
             summary = summarize(metrics)
             self.store.finish(t, metrics.reset_index(drop=True), summary, wall / len(trials),
                               describe_hardware(self.device), extra, code_version,
-                          self.resumed.get(t.seed, []))
+                              self.resumed.get(t.seed, []))
 
 
 def _key(m: Member) -> str:
