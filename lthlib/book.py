@@ -370,7 +370,10 @@ def format_wall_time(seconds: float, records: list[dict[str, Any]]) -> str:
 
 
 def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per stored experiment (all seeds together): trials, hardware, wall time."""
+    """One row per stored experiment (all seeds together): trials, hardware, wall time.
+
+    Runs that differ in their number of sparsity levels (e.g. 2 against 7 IMP rounds) are
+    different experiments, so ``levels`` is part of the key and trials count distinct seeds."""
     store = RunStore(runs_dir)
     rows = []
     for rec_file in sorted(store.root.glob("*/*/*/record.json")):
@@ -383,22 +386,23 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
         rows.append({"experiment": rec.get("experiment", ""), "network": rec.get("arch", ""),
                      "dataset": DATASET_NAMES.get(rec.get("dataset", ""), rec.get("dataset")),
                      "profile": rec.get("profile", ""), "lr": rec.get("lr_setting") or "",
+                     "levels": int(rec.get("levels", 0)), "seed": rec.get("seed"),
                      "hardware": describe_record_hardware(rec),
                      "wall_time_s": float(rec.get("wall_time_s", 0.0)),
                      "partial": wall_time_partial(rec)})
-    cols = ["experiment", "network", "dataset", "profile", "lr", "trials", "hardware",
+    cols = ["experiment", "network", "dataset", "profile", "lr", "levels", "trials", "hardware",
             "training time"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)
-    keys = ["experiment", "network", "dataset", "profile", "lr"]
+    keys = ["experiment", "network", "dataset", "profile", "lr", "levels"]
     out = df.groupby(keys, sort=True).agg(
-        trials=("wall_time_s", "size"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
+        trials=("seed", "nunique"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
         wall=("wall_time_s", "sum"), partial=("partial", "any")).reset_index()
     out["training time"] = [("at least " if part else "") + format_duration(wall)
                             for wall, part in zip(out.pop("wall"), out.pop("partial"))]
     order = {p: i for i, p in enumerate(PROFILE_ORDER)}
-    out = out.sort_values(["experiment", "network", "dataset", "lr", "profile"],
+    out = out.sort_values(["experiment", "network", "dataset", "lr", "profile", "levels"],
                           key=lambda s: s.map(order) if s.name == "profile" else s)
     return out[cols].reset_index(drop=True)
 

@@ -142,3 +142,22 @@ def test_partial_wall_times_are_shown_as_lower_bounds() -> None:
     assert book.format_wall_time(7200, [{"wall_time_s": 7200}]) == "2.0 h"
     text = book.format_wall_time(7200, [{"wall_time_s": 7200, "wall_time_complete": False}])
     assert text.startswith("at least 2.0 h")
+
+
+def test_overview_separates_runs_with_different_levels(tmp_path: Path) -> None:
+    """Two records of one seed with 3 and 8 levels are two experiments of one trial each,
+    not one experiment with two trials."""
+    import json
+
+    for levels, rid in ((3, "a"), (8, "b")):
+        d = tmp_path / "global-imp" / "resnet18-fashionmnist-mini-lr0.01" / f"seed0-{rid}"
+        d.mkdir(parents=True)
+        (d / "record.json").write_text(json.dumps({
+            "status": "finished", "experiment": "global-imp", "arch": "resnet18",
+            "dataset": "fashionmnist", "profile": "mini", "lr_setting": "lr0.01", "seed": 0,
+            "levels": levels, "wall_time_s": 60.0 * levels,
+            "hardware": {"device": "cpu", "cpu": "AMD EPYC", "cores": 2}}))
+    table = book.runs_overview(tmp_path)
+    assert table.levels.tolist() == [3, 8]
+    assert table.trials.tolist() == [1, 1]
+    assert table["training time"].tolist() == ["3 min", "8 min"]
