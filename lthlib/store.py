@@ -250,7 +250,11 @@ class RunStore:
             except CorruptRecordError:
                 row["status"] = "corrupt"
             rows.append(row)
-        return pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        for col in ("seed", "levels", "networks"):  # integers, even beside partial rows' gaps
+            if col in df:
+                df[col] = df[col].astype("Int64")
+        return df
 
     def write_index(self) -> None:
         """Regenerate ``README.md`` and ``index.csv`` at the store's root."""

@@ -212,6 +212,22 @@ def test_cli_run_and_ls(tmp_path, capsys):
     assert rows[0]["experiment"] == "random-sparse" and rows[0]["status"] == "finished"
     assert {"arch", "dataset", "profile", "trials", "levels"} <= set(rows[0])
     assert (tmp_path / "README.md").exists() and (tmp_path / "index.csv").exists()
+    # another config of the same seed is another experiment, not a second trial
+    assert main(["run", "random-sparse", "--profile", "smoke", "--no-progress", "--reinits",
+                 "2", "--runs-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["runs", "ls", "--json", "--runs-dir", str(tmp_path)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["trials"] for r in rows] == [1, 1] and rows[0]["variant"] != rows[1]["variant"]
+    from lthlib.store import RunStore
+    done = next(tmp_path.glob("random-sparse/*/*/config.json"))
+    (done.parent.parent / "seed9-partial").mkdir()  # a trial still training: no record yet
+    (done.parent.parent / "seed9-partial" / "config.json").write_bytes(done.read_bytes())
+    RunStore(tmp_path).write_index()
+    index = (tmp_path / "README.md").read_text()
+    assert "| partial |" in index
+    for r in RunStore(tmp_path).list().query("status == 'finished'").itertuples():  # not "2.0"
+        assert f"| {int(r.seed)} | {int(r.levels)} | {int(r.networks)} |" in index
 
 
 def test_cli_errors_name_allowed_values(tmp_path, capsys, monkeypatch):
