@@ -520,7 +520,7 @@ def compare_levels(summary: pd.DataFrame, variants: tuple[str, ...] = ("ticket",
 CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
                    "07_global_pruning": ("8",)}
 LEDGER_COLUMNS = ["claim", "dataset", "statement", "paper", "ours", "verdict", "profile",
-                  "trials"]
+                  "trials", "levels"]
 
 
 def ledger(runs_dir: str | Path | None = None, datasets: tuple[str, ...] | list[str] | None
@@ -558,7 +558,8 @@ def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
     out["dataset"] = out["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
     out["ours"] = [("-" if pd.isna(v) else f"{float(v):.3g}") for v in out["ours"]]
     out["verdict"] = out["verdict"].map(lambda v: f"**{v}**" if v != "not run" else v)
-    out["trials"] = [("-" if pd.isna(v) else str(int(v))) for v in out["trials"]]
+    for col in ("trials", "levels"):
+        out[col] = [("-" if pd.isna(v) else str(int(v))) for v in out[col]]
     out["profile"] = out["profile"].replace("", "-")
     cols = [c for c in LEDGER_COLUMNS if statement or c != "statement"]
     return out[cols]
@@ -571,8 +572,8 @@ def verdict_list(df: pd.DataFrame) -> str:
         return "*No claim of the ledger concerns this chapter.*"
     lines = []
     for r in verdict_table(df).itertuples(index=False):
-        where = f"{r.dataset}, {r.profile}, {r.trials} trial(s)" if r.profile != "-" \
-            else r.dataset
+        where = (f"{r.dataset}, {r.profile}, {r.trials} trial(s), {r.levels} levels"
+                 if r.profile != "-" else r.dataset)
         lines.append(f"- {r.verdict} — {r.statement} Paper: {r.paper}; ours: {r.ours} "
                      f"({where}). `{r.claim}`")
     return "\n".join(lines)

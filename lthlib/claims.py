@@ -29,7 +29,8 @@ from .config import (PROFILE_ORDER, PROFILES, ExperimentConfig, check_choice,
 from .store import RunStore, atomic_write_text, df_to_csv_text, resolve_runs_dir
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
-CSV_COLUMNS = ("claim", "statement", "paper", "ours", "verdict", "profile", "trials", "dataset")
+CSV_COLUMNS = ("claim", "statement", "paper", "ours", "verdict", "profile", "trials", "dataset",
+               "levels")
 PM_REL_TOL = 0.15  # nearest stored Pm level must lie within 15% (relative) of the asked one
 RANGE_SLACK = 0.05  # Pm ranges ("67.5% >= Pm >= 17.6%") are widened by 5% at both ends
 
@@ -570,7 +571,9 @@ def evaluate_claims(runs_dir: str | Path | None = None,
 
     Each claim uses the largest profile (paper > quick > mini > smoke) at which every
     experiment it needs has finished trials in the store (or ``profile`` when given);
-    ``trials`` is the smallest trial count among those experiments. Nothing is trained.
+    ``trials`` is the smallest trial count among those experiments and ``levels`` the smallest
+    number of sparsity levels (dense included) among them, so a verdict from a deeper run
+    (e.g. 7 global-IMP rounds beside 2) says so. Nothing is trained.
     """
     from .experiments import run_experiment  # lazy: keeps this module light to import
 
@@ -589,7 +592,8 @@ def evaluate_claims(runs_dir: str | Path | None = None,
         ds = check_choice("dataset", ds, ("mnist", "fashionmnist", "cifar10"))
         for c in claims:
             row = {"claim": c.id, "statement": c.statement, "paper": c.paper, "ours": None,
-                   "verdict": "not run", "profile": "", "trials": None, "dataset": ds}
+                   "verdict": "not run", "profile": "", "trials": None, "dataset": ds,
+                   "levels": None}
             prof = next((p for p in profiles if all(_group_key(n, ds, p) in inventory
                                                     for n in c.needs)), None)
             if prof is not None and (c.datasets is None or ds in c.datasets):
@@ -601,11 +605,14 @@ def evaluate_claims(runs_dir: str | Path | None = None,
                 row.update(ours=None if ours is None else round(ours, 4), verdict=verdict)
                 if results:
                     row.update(profile=prof,
-                               trials=min(len(r.trials) for r in results.values()))
+                               trials=min(len(r.trials) for r in results.values()),
+                               levels=min(r.summary["level"].nunique()
+                                          for r in results.values()))
             rows.append(row)
     df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
     df["ours"] = df["ours"].astype("Float64")
     df["trials"] = df["trials"].astype("Int64")
+    df["levels"] = df["levels"].astype("Int64")
     return df
 
 

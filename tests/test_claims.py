@@ -261,7 +261,7 @@ def fake_store(tmp_path_factory, imp):
     return root
 
 
-def test_evaluate_claims_end_to_end(fake_store, tmp_path):
+def test_evaluate_claims_end_to_end(fake_store, tmp_path, imp):
     df = C.evaluate_claims(fake_store, datasets=("mnist", "cifar10"))
     assert tuple(df.columns) == C.CSV_COLUMNS
     assert len(df) == 2 * len(C.CLAIMS)
@@ -269,13 +269,14 @@ def test_evaluate_claims_end_to_end(fake_store, tmp_path):
     row = df[(df.claim == "fig4a-early-stop-38pct-earlier") & (df.dataset == "mnist")].iloc[0]
     assert row.verdict == "reproduced" and row.profile == "quick" and row.trials == 1
     assert row.ours == pytest.approx(0.38, abs=0.01)
+    assert row.levels == imp["level"].nunique()  # the run's sparsity levels, dense included
     smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
     row = smoke[smoke.claim == "fig4a-early-stop-38pct-earlier"].iloc[0]
     assert row.profile == "smoke" and row.trials == 2 and row.verdict == "reproduced"
     # nothing stored for cifar10, one-shot or ResNet: "not run" with no number
     missing = df[(df.dataset == "cifar10") | df.claim.str.startswith(("fig1-", "fig8-", "fig4c-"))]
     assert (missing.verdict == "not run").all() and missing.ours.isna().all()
-    assert (missing.profile == "").all()
+    assert (missing.profile == "").all() and missing.levels.isna().all()
     counts = C.ledger_summary(df)
     assert list(counts.columns) == [*C.VERDICTS, "total"]
     assert counts.loc["cifar10", "not run"] == len(C.CLAIMS)
