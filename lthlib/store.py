@@ -67,10 +67,13 @@ def sha256_text(text: str) -> str:
 
 
 def git_commit() -> str:
+    """HEAD of the code's repository, ``-dirty`` when tracked files differ from it. Changes
+    under ``runs/`` do not count: finished trials rewrite the index while others still run."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, cwd=Path(__file__).resolve().parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)runs"],
                                capture_output=True, text=True,
                                cwd=Path(__file__).resolve().parent, timeout=5)
         sha = out.stdout.strip()
