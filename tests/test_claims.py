@@ -299,3 +299,18 @@ def test_empty_store_is_all_not_run(tmp_path):
     assert (df.verdict == "not run").all() and len(df) == len(C.CLAIMS)
     with pytest.raises(ValueError, match="mnist"):
         C.evaluate_claims(tmp_path, datasets=("svhn",))
+
+
+def test_range_claims_need_the_depth_they_speak_about():
+    """Two global-IMP rounds (Pm >= 64%) cannot confirm a claim about tickets down to 11.8%:
+    a matching number is capped at "partly"; a run that goes deep enough is not capped."""
+    deep = {"global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905)}
+    shallow = {k: v[v.level <= 2] for k, v in deep.items()}
+    assert check("fig8-warmup-winning-to-11.8pct", deep)[1] == "reproduced"
+    ours, verdict = check("fig8-warmup-winning-to-11.8pct", shallow)
+    assert ours == 1.0 and verdict == "partly"
+    claim = C.get_claim("fig8-warmup-winning-to-11.8pct")
+    assert "stop short of Pm 11.8%" in claim.criterion()
+    upto7 = {k: v[v.level <= 7] for k, v in deep.items()}  # Pm 21.2%: within one round of 27.1%
+    assert check("fig8-warmup-matches-dense-lr0.1",
+                 {**upto7, "global-imp/resnet18/lr0.1": fig8_rows(0.0)})[1] == "reproduced"
