@@ -568,7 +568,7 @@ def store_inventory(runs_dir: str | Path | None = None) -> dict[GroupKey, Experi
     for rel in listing.loc[listing["status"] == "finished", "path"]:
         cfg = experiment_from_dict(json.loads((store.root / rel / "config.json").read_text()))
         key = (cfg.experiment, cfg.model.arch, cfg.data.dataset, cfg.lr_setting, cfg.profile)
-        groups.setdefault(key, {}).setdefault(replace(cfg, seed=0).run_id(), []).append(cfg)
+        groups.setdefault(key, {}).setdefault(cfg.variant_id(), []).append(cfg)
     out = {}
     for key, variants in groups.items():
         cfgs = max(variants.values(), key=lambda cs: (len(cs), cs[0].prune.rounds))

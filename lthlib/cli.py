@@ -77,8 +77,6 @@ def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Any]:
 
 def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
     """Group the store's trials into experiments (one row per config minus seed)."""
-    from dataclasses import replace
-
     from .config import experiment_from_dict
     from .store import RunStore
     store = RunStore(runs_dir)
@@ -90,7 +88,7 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
     def variant(rel: str) -> str:  # the config without its seed: 2 and 7 rounds differ
         try:
             cfg = json.loads((store.root / rel / "config.json").read_text())
-            return replace(experiment_from_dict(cfg), seed=0).run_id()
+            return experiment_from_dict(cfg).variant_id()
         except (OSError, ValueError, KeyError, TypeError):
             return ""
     df["variant"] = [variant(rel) for rel in df["path"]]

@@ -271,6 +271,10 @@ class ExperimentConfig:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+    def variant_id(self) -> str:
+        """The run id without the seed: trials of one experiment share it."""
+        return replace(self, seed=0).run_id()
+
     def seeds(self) -> list[int]:
         return [self.seed + t for t in range(self.trials)]
 
