@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from .config import (PROFILE_ORDER, PROFILES, RESNET_LR_SETTINGS, check_choice, get_profile,
-                     make_experiment, profile_deviations)
+                     make_experiment, paper_prune, profile_deviations)
 from .store import RunStore, resolve_runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
             arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini",
-            rounds=2),
+            rounds=7),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )
@@ -258,7 +258,11 @@ class Context:
         text += "".join(f"\n- {e}" for e in extra)
         lines = self.control_deviations()
         if self.rounds is not None:
-            lines.append(f"Pruning rounds set to {self.rounds} for this execution.")
+            line = (f"{self.rounds} pruning rounds for this execution instead of the paper's "
+                    f"{paper_prune(self.chapter.arch).rounds}")
+            pms = [float(res.summary.pm.min()) for res in self.results.values()]
+            lines.append(line + (f": the sparsest level shown is Pm = {pct(min(pms))}."
+                                 if pms else "."))
         if lines:
             text += "\n\n**Trials and controls:**\n\n" + "\n".join(f"- {x}" for x in lines)
         return text
