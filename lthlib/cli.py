@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "read from the store, never recomputed")
     run.add_argument("experiment", type=str.lower, choices=EXPERIMENTS)
     _add_experiment_args(run)
+    run.add_argument("--no-reuse", action="store_true",
+                     help="train every network, even those a finished trial with fewer "
+                     "rounds or re-inits already has (default: extend that trial)")
 
     runs = sub.add_parser("runs", help="inspect the runs/ store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             from .experiments import run_experiment
             cfg = _configs(args, [args.experiment])[0]
             res = run_experiment(cfg, args.runs_dir, args.device, not args.no_progress,
-                                 args.data_dir, args.allow)
+                                 args.data_dir, args.allow, reuse=not args.no_reuse)
             print(f"{cfg.experiment} {cfg.model.arch}/{cfg.data.dataset} profile={cfg.profile}"
                   f": {len(res.trials)} trial(s) finished; records in "
                   f"{', '.join(str(t.path) for t in res.trials)}")

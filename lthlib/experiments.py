@@ -36,6 +36,7 @@ from .device import default_device, describe_hardware
 from .models import create_network, prunable_layers
 from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
                     remaining_fraction)
+from .reuse import reuse_note, seed_missing
 from .store import MEMBER_KEYS, RunStore, TrialRecord, git_commit
 from .train import early_stop_summary, train
 
@@ -181,6 +182,8 @@ class _Runner:
         self.progress = progress
         self.metrics: dict[int, list[pd.DataFrame]] = {}
         self.resumed: dict[int, list[str]] = {}  # stages an earlier process trained
+        # seconds of partly reused stages (lthlib.reuse), None where they were not timed
+        self.carried: dict[int, list[float | None]] = {}
 
     def stage(self, name: str, trials: list[ExperimentConfig],
               build: Callable[[ExperimentConfig], list[Member]],
@@ -189,17 +192,27 @@ class _Runner:
         """Train (or load) a stage for every trial; returns members with final states kept."""
         out: dict[int, list[tuple[Member, State | None]]] = {}
         todo: list[Member] = []
+        earlier: dict[int, tuple[list[Member], pd.DataFrame, dict[str, State]]] = {}
+        members_of: dict[int, list[Member]] = {}
         for t in trials:
-            members = build(t)
+            members = members_of[t.seed] = build(t)
             done = self.store.load_stage(t, name)
-            need_states = [m for m in members if keep_state(m)]
-            states = self._load_states(t, name) if need_states else {}
-            if done is not None and all(_key(m) in states for m in need_states):
+            states = self._load_states(t, name) if any(map(keep_state, members)) else {}
+            have = set() if done is None else {
+                f"{v}-L{lv}-r{rp}" for v, lv, rp in done[MEMBER_KEYS].itertuples(index=False)}
+            ready = [m for m in members if _key(m) in have
+                     and (not keep_state(m) or _key(m) in states)]
+            if done is not None and len(ready) == len(members):
                 self.metrics.setdefault(t.seed, []).append(done)
                 self.resumed.setdefault(t.seed, []).append(name)
                 out[t.seed] = [(m, states.get(_key(m))) for m in members]
-            else:
-                todo.extend(members)
+                continue
+            keys = {_key(m) for m in ready}
+            if ready:  # part of the stage came from a trial this one extends (lthlib.reuse)
+                rows = done[[f"{v}-L{lv}-r{rp}" in keys for v, lv, rp in
+                             done[MEMBER_KEYS].itertuples(index=False)]]
+                earlier[t.seed] = (ready, rows, states)
+            todo.extend(m for m in members if _key(m) not in keys)
         label = f"{self.cfg.model.arch}/{self.cfg.data.dataset} {name}"
         t0 = time.perf_counter()
         results = train_members(todo, self.cfg, self.data, self.device,
@@ -211,13 +224,25 @@ class _Runner:
         for seed, rows in by_trial.items():
             t = rows[0][0].trial
             kept = {_key(m): s for m, _, s in rows if keep_state(m)}
+            wall = per_member * len(rows)
+            parts = [_tag(m, h) for m, h, _ in rows]
+            finished: dict[str, State | None] = {_key(m): s for m, _, s in rows}
+            if seed in earlier:
+                ready, old_rows, old_states = earlier[seed]
+                parts.insert(0, old_rows)
+                kept = {**{_key(m): old_states[_key(m)] for m in ready if keep_state(m)}, **kept}
+                finished.update({_key(m): old_states.get(_key(m)) for m in ready})
+                old_wall = self.store.stage_times(t).get(name)
+                self.carried.setdefault(seed, []).append(old_wall)
+                wall += old_wall or 0.0
             if kept:
                 self._save_states(t, name, kept)
-            metrics = pd.concat([_tag(m, h) for m, h, _ in rows], ignore_index=True)
+            metrics = pd.concat(parts, ignore_index=True)
             # trials trained together share the stage's time by their number of networks
-            self.store.save_stage(t, name, metrics, wall_time_s=per_member * len(rows))
+            self.store.save_stage(t, name, metrics, wall_time_s=wall)
             self.metrics.setdefault(seed, []).append(metrics)
-            out[seed] = [(m, s if keep_state(m) else None) for m, _, s in rows]
+            out[seed] = [(m, finished[_key(m)] if keep_state(m) else None)
+                         for m in members_of[seed]]
         return out
 
     def _state_file(self, t: ExperimentConfig, name: str) -> Path:
@@ -245,9 +270,12 @@ class _Runner:
             metrics = pd.concat(self.metrics[t.seed], ignore_index=True)
             metrics = metrics.sort_values(MEMBER_KEYS + ["iteration"], kind="stable")
             summary = summarize(metrics)
+            note = reuse_note(self.store, t)
             self.store.finish(t, metrics.reset_index(drop=True), summary, wall / len(trials),
-                              describe_hardware(self.device), extra, code_version,
-                              self.resumed.get(t.seed, []))
+                              describe_hardware(self.device),
+                              {**extra, **({"reused_from": note} if note else {})},
+                              code_version, self.resumed.get(t.seed, []),
+                              self.carried.get(t.seed, []))
 
 
 def _key(m: Member) -> str:
@@ -370,10 +398,12 @@ def check_combination(cfg: ExperimentConfig, allow: bool = False) -> None:
 def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
                    device: torch.device | str | None = None, progress: bool = True,
                    data_root: str | Path | None = None, allow: bool = False,
-                   compute: bool = True) -> ExperimentResult:
+                   compute: bool = True, reuse: bool = True) -> ExperimentResult:
     """Return every trial of ``cfg`` from the store, computing (and storing) what is missing.
 
-    With ``compute=False`` only finished trials are returned (nothing is trained).
+    With ``compute=False`` only finished trials are returned (nothing is trained). With
+    ``reuse`` (the default) a new trial that only adds IMP rounds or controls to a finished
+    one starts from that trial's networks (:mod:`lthlib.reuse`; its record says so).
     """
     check_combination(cfg, allow)
     if cfg.experiment == "global-imp" and cfg.prune.scope != "global":
@@ -382,6 +412,8 @@ def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
     trials = trial_configs(cfg)
     missing = [t for t in trials if store.load(t) is None]
     if missing and compute:
+        if reuse:
+            seed_missing(store, missing)
         dev = default_device(device)
         data = load_tensors_for(cfg.data, root=data_root, device=dev)
         runner = _Runner(cfg, store, data, dev, progress)

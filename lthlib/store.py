@@ -188,20 +188,21 @@ class RunStore:
 
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
                wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None,
-               code_version: str | None = None, resumed_stages: Sequence[str] = ()
-               ) -> TrialRecord:
+               code_version: str | None = None, resumed_stages: Sequence[str] = (),
+               carried_wall_times: Sequence[float | None] = ()) -> TrialRecord:
         """Write the trial's final metrics and record (the record last: it marks completion).
 
         ``wall_time`` is this process's share. Stages listed in ``resumed_stages`` were
         trained by earlier, interrupted processes: their stored times (see
         :meth:`save_stage`) are added, and where one was never timed the record says its wall
         time is incomplete. ``code_version`` is the commit the computing process started from
-        (default: HEAD now).
+        (default: HEAD now). ``carried_wall_times`` are the earlier seconds of stages this
+        process only completed (the reused part of an extended trial, :mod:`lthlib.reuse`).
         """
         from . import __version__
         path = self.trial_dir(cfg)
         stages = self.stage_times(cfg)
-        earlier = [stages.get(name) for name in resumed_stages]
+        earlier = [stages.get(name) for name in resumed_stages] + list(carried_wall_times)
         timing: dict[str, Any] = {"process_wall_time_s": round(wall_time, 2),
                                   "wall_time_complete": all(v is not None for v in earlier),
                                   "stage_wall_time_s": stages}
