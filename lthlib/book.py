@@ -231,7 +231,20 @@ class Context:
                      f"per trial and pruning level, and in one-shot runs as many randomly "
                      f"sampled sparse networks (the paper: {PAPER_REINITS} re-initialisations "
                      f"per trial, {PAPER_RANDOM_TRIALS} random sparse networks).")
-        return text
+        return text + self.reuse_text()
+
+    def reuse_text(self) -> str:
+        """A sentence on trials that extend an earlier, shallower trial (lthlib.reuse)."""
+        notes = [tr.record["reused_from"] for res in self.results.values()
+                 for tr in res.trials if tr.record.get("reused_from")]
+        if not notes:
+            return ""
+        rounds = sorted({n["rounds"] for n in notes})
+        return (f" {len(notes)} of the shown trials extend an earlier finished trial (with "
+                f"{'/'.join(map(str, rounds))} rounds): its {sum(n['networks'] for n in notes)} "
+                f"networks were reused, not retrained, which gives the same numbers as "
+                f"retraining (the library's tests check this byte for byte); the training "
+                f"time above includes them.")
 
     def control_deviations(self) -> list[str]:
         """How the shown trials and controls fall short of the paper's, from the configs."""

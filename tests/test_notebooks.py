@@ -161,3 +161,19 @@ def test_overview_separates_runs_with_different_levels(tmp_path: Path) -> None:
     assert table.levels.tolist() == [3, 8]
     assert table.trials.tolist() == [1, 1]
     assert table["training time"].tolist() == ["3 min", "8 min"]
+
+
+def test_describe_names_reused_trials(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from lthlib.config import make_experiment
+
+    chapter = book.get_chapter("07_global_pruning")
+    cfg = make_experiment("global-imp", "resnet18", "mnist", "smoke", 1, lr_setting="lr0.1")
+    trial = SimpleNamespace(record={"reused_from": {"rounds": 7, "networks": 15}})
+    results = {"global-imp/lr0.1": SimpleNamespace(config=cfg, trials=[trial])}
+    ctx = book.Context(chapter, "mnist", "smoke", 1, tmp_path, results)
+    assert "1 of the shown trials extend an earlier finished trial (with 7 rounds): its 15 " \
+           "networks were reused" in ctx.reuse_text()
+    results["global-imp/lr0.1"].trials = [SimpleNamespace(record={})]
+    assert ctx.reuse_text() == ""
