@@ -11,6 +11,10 @@ Measures, in one run and on one device (training-step throughput, evaluation exc
   best population size / split of the ones tried;
 - sgemm: a large float32 matmul, the machine's arithmetic ceiling.
 
+``--sparse`` measures instead, for one LeNet at every IMP level of the paper (fc layers keep
+0.8^n, the output layer 0.9^n), the engine's dense path against its sparse path
+(:mod:`lthlib.sparse_train`), and the whole 19-level sweep's ratio of training times.
+
 Absolute numbers move with machine load: compare ratios from the same run. ``--json`` prints
 one JSON object on the last line of stdout.
 """
@@ -157,6 +161,53 @@ def engine_it_s(data: TensorSplit, device: torch.device, population: int, second
     return population * its / timed(its)
 
 
+def sparse_sweep(data: TensorSplit, seconds: float, levels: range = range(19),
+                 echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Dense against sparse path, one LeNet per IMP level, one thread, eval excluded."""
+    from .prune import get_masks, plain_state, prune_network
+    small = _tiny_eval(data)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        for level in levels:
+            net = create_network("lenet", seed=level)
+            for _ in range(level):
+                prune_network(net)  # the paper's rates: fc 20%, output 10%
+            init, mask = plain_state(net), get_masks(net)
+            density = float(mask["fc1"].float().mean()) if mask else 1.0
+            rates = {}
+            for name, below in (("dense", 0.0), ("sparse", 1.0)):
+                def timed(its: int, below: float = below) -> float:
+                    cfg = replace(PAPER_ADAM, iterations=its, eval_every=its)
+                    t0 = time.perf_counter()
+                    engine.train_population("lenet", [init], [mask or None], small, cfg, [0],
+                                            device="cpu", sparse_below=below)
+                    return time.perf_counter() - t0
+                probe = 20
+                its = max(probe, int(probe / timed(probe) * seconds))
+                rates[name] = its / timed(its)
+            rows.append({"level": level, "fc1_density": round(density, 4),
+                         "dense_it_s": round(rates["dense"], 1),
+                         "sparse_it_s": round(rates["sparse"], 1),
+                         "ratio": round(rates["sparse"] / rates["dense"], 2)})
+            echo(f"  level {level:>2}  fc1 {100 * density:5.1f}%  dense {rates['dense']:7.1f}"
+                 f"  sparse {rates['sparse']:7.1f} it/s  sparse/dense {rows[-1]['ratio']:.2f}x")
+    finally:
+        torch.set_num_threads(before)
+    threshold = engine.sparse_threshold("cpu")
+    dense_time = sum(1 / r["dense_it_s"] for r in rows)
+    auto_time = sum(1 / (r["sparse_it_s"] if r["fc1_density"] <= threshold else r["dense_it_s"])
+                    for r in rows)
+    result = {"levels": rows, "threshold": threshold,
+              "sweep_ratio": round(dense_time / auto_time, 2), "torch": torch.__version__,
+              "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
+              else None}
+    echo(f"  IMP sweep (levels {levels.start}-{levels.stop - 1}), engine default (sparse at "
+         f"fc1 <= {100 * threshold:.0f}%) / dense only = {result['sweep_ratio']}x")
+    return result
+
+
 def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int) -> float:
     """One evaluation point (train-eval + val + test) per member, population-batched."""
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
@@ -278,12 +329,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None,
                         help="engine iterations per measurement")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--sparse", action="store_true",
+                        help="dense vs sparse engine path at each IMP level (CPU, 1 thread)")
     args = parser.parse_args(argv)
     if args.population is not None and args.population < 1:
         parser.error(f"--population must be >= 1, got {args.population}")
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
-    result = run(args.quick, args.population, args.iterations, args.device)
+    if args.sparse:
+        result = sparse_sweep(load_tensors("mnist"), 0.5 if args.quick else 3.0,
+                              range(0, 19, 3) if args.quick else range(19))
+    else:
+        result = run(args.quick, args.population, args.iterations, args.device)
     if args.json:
         print(json.dumps(result), flush=True)
     return 0

@@ -10,7 +10,10 @@ Adam and SGD are elementwise, so stacking keeps the members independent; masks z
 gradient of pruned weights, which start at exactly 0 and so stay exactly 0.
 
 Each member gets the result :func:`lthlib.train.train` gives it alone (same batches, loss,
-optimizer, lr schedule, evaluation points); ``tests/test_engine.py`` checks this.
+optimizer, lr schedule, evaluation points); ``tests/test_engine.py`` checks this. On a CPU,
+members whose layers are at most 20% dense (IMP's later levels) go to the sparse path of
+:mod:`lthlib.sparse_train` instead, which does work in proportion to the remaining weights
+and agrees with train() up to float rounding rather than bit for bit.
 
 On a multi-core CPU the population is split into parts trained by one Python thread each
 with one intra-op thread (torch releases the GIL inside ops), which keeps every core busy
@@ -34,6 +37,7 @@ from torch import Tensor
 from .config import TrainConfig, check_choice
 from .data import TensorSplit, batch_indices
 from .device import default_device as _resolve_device
+from .sparse_train import SPARSE_TRAIN_DENSITY, SparseStack, is_sparse_layer
 
 ENGINE_ARCHS = ("lenet", "mlp")
 HISTORY_COLUMNS = ["iteration", "train_loss", "train_acc", "val_loss", "val_acc",
@@ -162,6 +166,41 @@ def _effective(state: dict[str, Tensor], name: str) -> tuple[Tensor, Tensor | No
     return orig * mask, mask
 
 
+def _member_layer(state: dict[str, Tensor], given: dict[str, Tensor] | None, name: str,
+                  device: torch.device) -> tuple[Tensor, Tensor | None, Tensor]:
+    """(masked weight, mask or None, bias) of one member's layer, float32 on ``device``."""
+    w, carried = _effective(state, name)
+    mask = given.get(name) if given is not None else None
+    mask = carried if mask is None else mask
+    if mask is not None and tuple(mask.shape) != tuple(w.shape):
+        raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}; "
+                         f"allowed: the weight's shape {tuple(w.shape)}")
+    w = w.detach().to(device, torch.float32)
+    if mask is not None:
+        mask = mask.detach().to(device, torch.float32)
+        w = w * mask  # pruned weights start (and stay) exactly 0
+    return w, mask, state[f"{name}.bias"].detach().to(device, torch.float32)
+
+
+def _sparse_stack(names: list[str], inits: Sequence[dict[str, Tensor]],
+                  masks: Sequence[dict[str, Tensor] | None], cfg: TrainConfig,
+                  threshold: float) -> Any:
+    """The very sparse members' stack (:mod:`lthlib.sparse_train`, CPU only)."""
+    cpu = torch.device("cpu")
+    layers = [[_member_layer(state, given, name, cpu) for name in names]
+              for state, given in zip(inits, masks)]
+    return SparseStack(names, [[w for w, _, _ in m] for m in layers],
+                       [[b for _, _, b in m] for m in layers],
+                       [[mk for _, mk, _ in m] for m in layers], cfg, threshold, _Optimizer)
+
+
+def _is_sparse_member(names: list[str], state: dict[str, Tensor],
+                      given: dict[str, Tensor] | None, threshold: float) -> bool:
+    cpu = torch.device("cpu")
+    return any(is_sparse_layer(_member_layer(state, given, name, cpu)[1], threshold)
+               for name in names)
+
+
 class _EvalSet:
     """An evaluation split, cut once into chunks for :meth:`_Stack.evaluate`.
 
@@ -213,20 +252,12 @@ class _Stack:
         for name in names:
             ws, bs, ms, any_mask = [], [], [], False
             for state, given in zip(inits, masks):
-                w, carried = _effective(state, name)
-                mask = given.get(name) if given is not None else None
-                mask = carried if mask is None else mask
-                if mask is not None and tuple(mask.shape) != tuple(w.shape):
-                    raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}; "
-                                     f"allowed: the weight's shape {tuple(w.shape)}")
-                w = w.detach().to(device, torch.float32)
+                w, mask, bias = _member_layer(state, given, name, device)
                 if mask is not None:
-                    mask = mask.detach().to(device, torch.float32)
-                    w = w * mask  # pruned weights start (and stay) exactly 0
                     any_mask = any_mask or bool((mask == 0).any())
                 ws.append(w)
                 ms.append(mask if mask is not None else torch.ones_like(w))
-                bs.append(state[f"{name}.bias"].detach().to(device, torch.float32))
+                bs.append(bias)
             if len({tuple(w.shape) for w in ws}) != 1:
                 raise ValueError(f"members differ in the shape of {name}.weight: "
                                  f"{sorted({tuple(w.shape) for w in ws})}")
@@ -395,12 +426,14 @@ class _BatchStream:
 def _train_part(names: list[str], inits: Sequence[dict[str, Tensor]],
                 masks: Sequence[dict[str, Tensor] | None], seeds: Sequence[int],
                 fit: tuple[Tensor, Tensor], evals: dict[str, _EvalSet], cfg: TrainConfig,
-                device: torch.device, bar: Any, intra_threads: int | None
-                ) -> list[MemberResult]:
-    """Train one stack of members through the whole schedule (one thread's work)."""
+                device: torch.device, bar: Any, intra_threads: int | None,
+                sparse_threshold: float | None = None) -> list[MemberResult]:
+    """Train one stack of members through the whole schedule (one thread's work); with
+    ``sparse_threshold``, the very sparse members' stack (:mod:`lthlib.sparse_train`)."""
     if intra_threads is not None:
         torch.set_num_threads(intra_threads)
-    stack = _Stack(names, inits, masks, cfg, device)
+    stack = (_Stack(names, inits, masks, cfg, device) if sparse_threshold is None
+             else _sparse_stack(names, inits, masks, cfg, sparse_threshold))
     train_x, train_y = fit
     n = len(train_y)
     unique = sorted(set(seeds))
@@ -451,14 +484,17 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
                      masks: list[dict[str, Tensor] | None], data: TensorSplit,
                      train: TrainConfig, batch_seeds: list[int],
                      device: torch.device | str | None = None, progress: bool | str = False,
-                     threads: int | None = None, parts: int | None = None
-                     ) -> list[MemberResult]:
+                     threads: int | None = None, parts: int | None = None,
+                     sparse_below: float | None = None) -> list[MemberResult]:
     """Train every member as :func:`lthlib.train.train` would alone; results in input order.
 
     ``inits``: plain state dicts (``fc1.weight``, ``fc1.bias``, ...); ``masks``: per member
     ``{"fc1": 0/1 (out, in), ...}`` or None (dense); members with equal ``batch_seeds``
     see the same minibatches. ``threads``: CPU threads to use (default: torch's setting);
     ``parts``: independent stacks run by that many threads (default: one per CPU thread).
+    ``sparse_below``: on a CPU, members with a layer at or below this density train on the
+    sparse path (:mod:`lthlib.sparse_train`; equal to train() up to rounding, not bit for
+    bit); default :data:`~lthlib.sparse_train.SPARSE_TRAIN_DENSITY` on CPU, 0 (off) on GPU.
     """
     arch = check_choice("network", arch, ENGINE_ARCHS)
     k = len(inits)
@@ -472,16 +508,15 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
     threads = int(threads) if threads is not None else torch.get_num_threads()
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    threshold = sparse_threshold(device, sparse_below)
     n_parts, intra = _split(k, device, threads, parts)
     fit = (data.train_x.to(device).reshape(len(data.train_y), -1), data.train_y.to(device))
     evals = {"train": _EvalSet(data.train_eval_x, data.train_eval_y, device),
              "val": _EvalSet(data.val_x, data.val_y, device),
              "test": _EvalSet(data.test_x, data.test_y, device)}
     seeds = [int(s) for s in batch_seeds]
-    # contiguous, balanced parts; members sharing a seed stay together where possible
-    order = sorted(range(k), key=lambda i: (seeds[i], i))
-    bounds = [round(p * k / n_parts) for p in range(n_parts + 1)]
-    groups = [order[bounds[p]:bounds[p + 1]] for p in range(n_parts)]
+    sparse = {i for i in range(k)
+              if threshold > 0 and _is_sparse_member(names, inits[i], masks[i], threshold)}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -490,24 +525,50 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
 
     def run(group: list[int], intra: int | None) -> list[MemberResult]:
         return _train_part(names, [inits[i] for i in group], [masks[i] for i in group],
-                           [seeds[i] for i in group], fit, evals, train, device, bar, intra)
+                           [seeds[i] for i in group], fit, evals, train, device, bar, intra,
+                           threshold if group[0] in sparse else None)
 
     before = torch.get_num_threads()
     out: list[MemberResult | None] = [None] * k
     try:
-        if n_parts == 1:
-            torch.set_num_threads(intra)
-            results = [run(groups[0], None)]
-        else:
-            results = _run_threads(run, groups, intra)
+        for members in ([i for i in range(k) if i not in sparse], sorted(sparse)):
+            groups = _balanced_parts(members, seeds, n_parts)
+            if len(groups) == 1:
+                torch.set_num_threads(intra)
+                results = [run(groups[0], None)]
+            else:
+                results = _run_threads(run, groups, intra)
+            for group, res in zip(groups, results):
+                for i, r in zip(group, res):
+                    out[i] = r
     finally:
         torch.set_num_threads(before)
         if bar is not None:
             bar.close()
-    for group, res in zip(groups, results):
-        for i, r in zip(group, res):
-            out[i] = r
     return out  # type: ignore[return-value]
+
+
+def sparse_threshold(device: torch.device | str | None = None,
+                     sparse_below: float | None = None) -> float:
+    """The density at or below which members train sparse here (0: never)."""
+    if sparse_below is None:
+        return SPARSE_TRAIN_DENSITY if default_device(device).type == "cpu" else 0.0
+    if not 0.0 <= float(sparse_below) <= 1.0:
+        raise ValueError(f"sparse_below must be a density in [0, 1], got {sparse_below}")
+    if float(sparse_below) > 0 and default_device(device).type != "cpu":
+        raise ValueError(f"the sparse path runs on CPU only; got device {device} with "
+                         f"sparse_below={sparse_below} (allowed there: 0)")
+    return float(sparse_below)
+
+
+def _balanced_parts(members: list[int], seeds: list[int], n_parts: int) -> list[list[int]]:
+    """Contiguous, balanced parts; members sharing a seed stay together where possible."""
+    if not members:
+        return []
+    n = max(1, min(n_parts, len(members)))
+    order = sorted(members, key=lambda i: (seeds[i], i))
+    bounds = [round(p * len(order) / n) for p in range(n + 1)]
+    return [order[bounds[p]:bounds[p + 1]] for p in range(n)]
 
 
 def _run_threads(run: Any, groups: list[list[int]], intra: int) -> list[list[MemberResult]]:

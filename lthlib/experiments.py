@@ -421,7 +421,10 @@ def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
         t0 = time.perf_counter()
         EXPERIMENT_FUNCS[cfg.experiment](runner, missing)
         runner.finish(missing, time.perf_counter() - t0,
-                      {"population_engine": engine.supports(cfg.model.arch)}, code_version)
+                      {"population_engine": engine.supports(cfg.model.arch),
+                       "sparse_path_below_density": (engine.sparse_threshold(dev)
+                                                     if engine.supports(cfg.model.arch)
+                                                     else None)}, code_version)
     records = [rec for rec in (store.load(t) for t in trials) if rec is not None]
     return ExperimentResult(cfg, records)
 
