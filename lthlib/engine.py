@@ -11,7 +11,7 @@ gradient of pruned weights, which start at exactly 0 and so stay exactly 0.
 
 Each member gets the result :func:`lthlib.train.train` gives it alone (same batches, loss,
 optimizer, lr schedule, evaluation points); ``tests/test_engine.py`` checks this. On a CPU,
-members whose layers are at most 20% dense (IMP's later levels) go to the sparse path of
+members with a layer at most 15% dense (IMP's later levels) go to the sparse path of
 :mod:`lthlib.sparse_train` instead, which does work in proportion to the remaining weights
 and agrees with train() up to float rounding rather than bit for bit.
 
