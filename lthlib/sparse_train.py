@@ -13,8 +13,8 @@ by ``tests/test_engine.py``), not bit for bit as the dense path does.
 
 Measured (``python -m lthlib.bench --sparse``, ``runs/bench/cpu-sparse.json``; 1 thread,
 LeNet, batch 60, both cores busy): the sparse path is slower down to about 17% of fc1 left
-(0.24x on the dense network, 0.87x at 16.8%) and faster below, 1.5-2x at 9-13% and 2-2.9x
-at 2-6%; hence the threshold of 15%.
+(0.29x on the dense network, 0.87x at 16.8%) and faster below, 1.5-1.8x at 7-13% and
+2.0-2.9x at 2-6%; hence the threshold of 15%.
 """
 from __future__ import annotations
 
