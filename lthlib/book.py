@@ -231,7 +231,19 @@ class Context:
                      f"per trial and pruning level, and in one-shot runs as many randomly "
                      f"sampled sparse networks (the paper: {PAPER_REINITS} re-initialisations "
                      f"per trial, {PAPER_RANDOM_TRIALS} random sparse networks).")
-        return text + self.reuse_text()
+        return text + self.reuse_text() + self.sparse_text()
+
+    def sparse_text(self) -> str:
+        """A sentence on trials whose sparsest networks ran on the engine's sparse path."""
+        below = sorted({tr.record["sparse_path_below_density"] for res in self.results.values()
+                        for tr in res.trials if tr.record.get("sparse_path_below_density")})
+        if not below:
+            return ""
+        n = sum(1 for res in self.results.values() for tr in res.trials
+                if tr.record.get("sparse_path_below_density"))
+        return (f" In {n} of the shown trials, networks with a layer at most "
+                f"{'/'.join(pct(b, 0) for b in below)} dense trained on the engine's sparse CPU "
+                f"path, which equals dense training up to float rounding.")
 
     def reuse_text(self) -> str:
         """A sentence on trials that extend an earlier, shallower trial (lthlib.reuse)."""

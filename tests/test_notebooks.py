@@ -176,4 +176,9 @@ def test_describe_names_reused_trials(tmp_path: Path) -> None:
     assert "1 of the shown trials extend an earlier finished trial (with 7 rounds): its 15 " \
            "networks were reused" in ctx.reuse_text()
     results["global-imp/lr0.1"].trials = [SimpleNamespace(record={})]
-    assert ctx.reuse_text() == ""
+    assert ctx.reuse_text() == "" and ctx.sparse_text() == ""
+    results["global-imp/lr0.1"].trials = [
+        SimpleNamespace(record={"sparse_path_below_density": 0.15}),
+        SimpleNamespace(record={"sparse_path_below_density": None})]
+    assert "In 1 of the shown trials, networks with a layer at most 15% dense" in \
+        ctx.sparse_text()
