@@ -11,6 +11,10 @@ Measures, in one run and on one device (training-step throughput, evaluation exc
   best population size / split of the ones tried;
 - sgemm: a large float32 matmul, the machine's arithmetic ceiling.
 
+``--imp-trial PROFILE`` runs one real LeNet/MNIST IMP trial twice at once, one process per
+core, dense-only (``LTH_SPARSE_BELOW=0``) against the engine's default, and compares their
+wall times and results.
+
 ``--sparse`` measures instead, for one LeNet at every IMP level of the paper (fc layers keep
 0.8^n, the output layer 0.9^n), the engine's dense path against its sparse path
 (:mod:`lthlib.sparse_train`), and the whole 19-level sweep's ratio of training times.
@@ -208,6 +212,60 @@ def sparse_sweep(data: TensorSplit, seconds: float, levels: range = range(19),
     return result
 
 
+def imp_trial_pair(profile: str = "quick", seed: int = 0, echo: Callable[[str], None] = print
+                   ) -> dict[str, Any]:
+    """The same IMP trial, dense-only and with the sparse path, as two concurrent 1-thread
+    processes (equal load): wall times, and how far the two runs' per-level results differ."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+    code = ("import torch; torch.set_num_threads(1); from lthlib.cli import main; "
+            f"main(['run', 'imp', '--profile', {profile!r}, '--seed', '{seed}', "
+            "'--no-progress', '--no-reuse'])")
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = {}
+        for name, below in (("dense", "0"), ("sparse", "")):
+            env = {**os.environ, "LTH_SPARSE_BELOW": below, "LTH_DEVICE": "cpu",
+                   "LTH_RUNS_DIR": str(Path(tmp) / name)}
+            procs[name] = subprocess.Popen([sys.executable, "-c", code], env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for name, proc in procs.items():
+            out = proc.communicate()[0].decode()
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} run failed:\n{out[-3000:]}")
+        recs, sums = {}, {}
+        for name in procs:
+            [rec] = list((Path(tmp) / name).glob("imp/*/*/record.json"))
+            recs[name] = json.loads(rec.read_text())
+            sums[name] = pd.read_csv(rec.parent / "summary.csv").set_index(
+                ["variant", "level", "replicate"])
+    d, s = sums["dense"], sums["sparse"]
+    result = {
+        "profile": profile, "seed": seed,
+        "dense_wall_s": recs["dense"]["wall_time_s"],
+        "sparse_wall_s": recs["sparse"]["wall_time_s"],
+        "speedup": round(recs["dense"]["wall_time_s"] / recs["sparse"]["wall_time_s"], 2),
+        "sparse_path_below_density": recs["sparse"].get("sparse_path_below_density"),
+        "networks": len(d),
+        "max_abs_diff_final_test_acc_pp": round(
+            100 * float((d.final_test_acc - s.final_test_acc).abs().max()), 2),
+        "mean_abs_diff_final_test_acc_pp": round(
+            100 * float((d.final_test_acc - s.final_test_acc).abs().mean()), 3),
+        "early_stop_iteration_equal": int((d.early_stop_iteration
+                                           == s.early_stop_iteration).sum()),
+        "hardware": recs["sparse"].get("hardware"), "torch": torch.__version__,
+    }
+    echo(f"  IMP trial ({profile}, seed {seed}, {len(d)} networks): dense only "
+         f"{result['dense_wall_s']:.0f} s, with the sparse path {result['sparse_wall_s']:.0f} s"
+         f" = {result['speedup']}x; final test accuracy differs by at most "
+         f"{result['max_abs_diff_final_test_acc_pp']} pp (mean "
+         f"{result['mean_abs_diff_final_test_acc_pp']} pp); early-stop iteration equal for "
+         f"{result['early_stop_iteration_equal']} of {len(d)} networks")
+    return result
+
+
 def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int) -> float:
     """One evaluation point (train-eval + val + test) per member, population-batched."""
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
@@ -329,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None,
                         help="engine iterations per measurement")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--imp-trial", default=None, metavar="PROFILE",
+                        help="one real IMP trial, dense-only vs sparse path, side by side")
     parser.add_argument("--sparse", action="store_true",
                         help="dense vs sparse engine path at each IMP level (CPU, 1 thread)")
     args = parser.parse_args(argv)
@@ -336,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--population must be >= 1, got {args.population}")
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
-    if args.sparse:
+    if args.imp_trial:
+        result = imp_trial_pair(args.imp_trial)
+    elif args.sparse:
         result = sparse_sweep(load_tensors("mnist"), 0.5 if args.quick else 3.0,
                               range(0, 19, 3) if args.quick else range(19))
     else:

@@ -23,6 +23,7 @@ Used in: chapter 7.3 (training at scale) and by :mod:`lthlib.experiments` for le
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -550,7 +551,14 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
 
 def sparse_threshold(device: torch.device | str | None = None,
                      sparse_below: float | None = None) -> float:
-    """The density at or below which members train sparse here (0: never)."""
+    """The density at or below which members train sparse here (0: never): ``sparse_below``,
+    else env ``LTH_SPARSE_BELOW``, else :data:`SPARSE_TRAIN_DENSITY` on CPU and 0 on GPU."""
+    if sparse_below is None and os.environ.get("LTH_SPARSE_BELOW"):
+        try:
+            sparse_below = float(os.environ["LTH_SPARSE_BELOW"])
+        except ValueError:
+            raise ValueError(f"LTH_SPARSE_BELOW={os.environ['LTH_SPARSE_BELOW']!r} is not a "
+                             f"number; allowed: a density in [0, 1] (0 = dense only)") from None
     if sparse_below is None:
         return SPARSE_TRAIN_DENSITY if default_device(device).type == "cpu" else 0.0
     if not 0.0 <= float(sparse_below) <= 1.0:

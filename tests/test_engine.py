@@ -198,6 +198,12 @@ def test_sparse_path_mlp_and_switch_off(data, monkeypatch):
     _check(nets, inits, masks, [0, 1], data, cfg, "mlp", threads=1, sparse_below=0)
     with pytest.raises(ValueError, match=r"density in \[0, 1\]"):
         engine.train_population("mlp", inits, masks, data, cfg, [0, 1], sparse_below=1.5)
+    monkeypatch.setenv("LTH_SPARSE_BELOW", "0")  # the documented switch, e.g. for the bench
+    assert engine.sparse_threshold("cpu") == 0.0
+    _check(nets, inits, masks, [0, 1], data, cfg, "mlp", threads=1)
+    monkeypatch.setenv("LTH_SPARSE_BELOW", "off")
+    with pytest.raises(ValueError, match="LTH_SPARSE_BELOW='off' is not a number"):
+        engine.sparse_threshold("cpu")
 
 
 def test_sparse_layer_roundtrip_keeps_its_pattern():
@@ -213,3 +219,17 @@ def test_sparse_layer_roundtrip_keeps_its_pattern():
     layer.values.mul_(2)  # the optimizer's in-place update reaches both matrices
     assert torch.equal(layer.to_dense(), 2 * w * mask)
     assert torch.equal(layer.transposed().to_dense(), 2 * (w * mask).t())
+
+
+def test_bench_sparse_modes_report_measured_ratios(data):
+    """The benchmark modes run and report what they measured (no timing is asserted)."""
+    from lthlib import bench
+    lines: list[str] = []
+    sweep = bench.sparse_sweep(data, seconds=0.05, levels=range(9, 10), echo=lines.append)
+    [row] = sweep["levels"]
+    assert row["fc1_density"] == pytest.approx(0.8 ** 9, abs=2e-3)
+    assert row["dense_it_s"] > 0 and row["sparse_it_s"] > 0 and sweep["sweep_ratio"] > 0
+    assert "sparse/dense" in lines[0]
+    pair = bench.imp_trial_pair("smoke", echo=lines.append)
+    assert pair["networks"] == 5 and pair["dense_wall_s"] > 0 and pair["sparse_wall_s"] > 0
+    assert pair["max_abs_diff_final_test_acc_pp"] == 0.0  # smoke: no level is that sparse
