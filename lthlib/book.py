@@ -418,6 +418,7 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
                      "levels": int(rec.get("levels", 0)), "seed": rec.get("seed"),
                      "hardware": describe_record_hardware(rec),
                      "wall_time_s": float(rec.get("wall_time_s", 0.0)),
+                     "reused_s": float((rec.get("reused_from") or {}).get("wall_time_s") or 0),
                      "partial": wall_time_partial(rec)})
     cols = ["experiment", "network", "dataset", "profile", "lr", "levels", "trials", "hardware",
             "training time"]
@@ -427,9 +428,14 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
     keys = ["experiment", "network", "dataset", "profile", "lr", "levels"]
     out = df.groupby(keys, sort=True).agg(
         trials=("seed", "nunique"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
-        wall=("wall_time_s", "sum"), partial=("partial", "any")).reset_index()
-    out["training time"] = [("at least " if part else "") + format_duration(wall)
-                            for wall, part in zip(out.pop("wall"), out.pop("partial"))]
+        wall=("wall_time_s", "sum"), reused=("reused_s", "sum"),
+        partial=("partial", "any")).reset_index()
+    # an extended trial's time includes the networks it reused (lthlib.reuse): say how much,
+    # so that adding up the rows does not count that training twice
+    out["training time"] = [
+        ("at least " if part else "") + format_duration(wall)
+        + (f" (of which {format_duration(reused)} reused from a shallower run)" if reused else "")
+        for wall, reused, part in zip(out.pop("wall"), out.pop("reused"), out.pop("partial"))]
     order = {p: i for i, p in enumerate(PROFILE_ORDER)}
     out = out.sort_values(["experiment", "network", "dataset", "lr", "profile", "levels"],
                           key=lambda s: s.map(order) if s.name == "profile" else s)

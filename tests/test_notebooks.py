@@ -149,18 +149,21 @@ def test_overview_separates_runs_with_different_levels(tmp_path: Path) -> None:
     not one experiment with two trials."""
     import json
 
-    for levels, rid in ((3, "a"), (8, "b")):
+    for levels, rid in ((3, "a"), (8, "b"), (11, "c")):
         d = tmp_path / "global-imp" / "resnet18-fashionmnist-mini-lr0.01" / f"seed0-{rid}"
         d.mkdir(parents=True)
+        # the 11-level trial extends the 8-level one: its time includes that one's 8 min
+        reused = {"reused_from": {"wall_time_s": 480.0}} if rid == "c" else {}
         (d / "record.json").write_text(json.dumps({
             "status": "finished", "experiment": "global-imp", "arch": "resnet18",
             "dataset": "fashionmnist", "profile": "mini", "lr_setting": "lr0.01", "seed": 0,
             "levels": levels, "wall_time_s": 60.0 * levels,
-            "hardware": {"device": "cpu", "cpu": "AMD EPYC", "cores": 2}}))
+            "hardware": {"device": "cpu", "cpu": "AMD EPYC", "cores": 2}, **reused}))
     table = book.runs_overview(tmp_path)
-    assert table.levels.tolist() == [3, 8]
-    assert table.trials.tolist() == [1, 1]
-    assert table["training time"].tolist() == ["3 min", "8 min"]
+    assert table.levels.tolist() == [3, 8, 11]
+    assert table.trials.tolist() == [1, 1, 1]
+    assert table["training time"].tolist() == [
+        "3 min", "8 min", "11 min (of which 8 min reused from a shallower run)"]
 
 
 def test_describe_names_reused_trials(tmp_path: Path) -> None:
