@@ -198,8 +198,8 @@ class _Runner:
             members = members_of[t.seed] = build(t)
             done = self.store.load_stage(t, name)
             states = self._load_states(t, name) if any(map(keep_state, members)) else {}
-            have = set() if done is None else {
-                f"{v}-L{lv}-r{rp}" for v, lv, rp in done[MEMBER_KEYS].itertuples(index=False)}
+            done_keys = [] if done is None else _row_keys(done)
+            have = set(done_keys)
             ready = [m for m in members if _key(m) in have
                      and (not keep_state(m) or _key(m) in states)]
             if done is not None and len(ready) == len(members):
@@ -209,8 +209,7 @@ class _Runner:
                 continue
             keys = {_key(m) for m in ready}
             if ready:  # part of the stage came from a trial this one extends (lthlib.reuse)
-                rows = done[[f"{v}-L{lv}-r{rp}" in keys for v, lv, rp in
-                             done[MEMBER_KEYS].itertuples(index=False)]]
+                rows = done[[k in keys for k in done_keys]]
                 earlier[t.seed] = (ready, rows, states)
             todo.extend(m for m in members if _key(m) not in keys)
         label = f"{self.cfg.model.arch}/{self.cfg.data.dataset} {name}"
@@ -280,6 +279,11 @@ class _Runner:
 
 def _key(m: Member) -> str:
     return f"{m.variant}-L{m.level}-r{m.replicate}"
+
+
+def _row_keys(df: pd.DataFrame) -> list[str]:
+    """:func:`_key` of every metrics row (one per evaluation of a network)."""
+    return [f"{v}-L{lv}-r{rp}" for v, lv, rp in df[MEMBER_KEYS].itertuples(index=False)]
 
 
 def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
