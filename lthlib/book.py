@@ -113,7 +113,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
             arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini",
-            rounds=7),
+            rounds=10),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )

@@ -103,7 +103,7 @@ def test_committed_notebook_reproduces(name: str) -> None:
 
 
 def test_coverage_uses_the_chapter_rounds(tmp_path: Path) -> None:
-    """Chapter 7.7 is built with 7 IMP rounds: its stored results count as coverage (they
+    """Chapter 7.7 is built with 10 IMP rounds: its stored results count as coverage (they
     were once reported as "not run" because the table asked for the profile's 20 rounds)."""
     import shutil
 
@@ -111,7 +111,7 @@ def test_coverage_uses_the_chapter_rounds(tmp_path: Path) -> None:
     table = book.coverage_table(tmp_path)
     row = table[table.chapter.str.startswith("7.7") & (table.dataset == "FashionMNIST")]
     assert row["profile shown"].tolist() == ["mini"]
-    assert "7 pruning rounds" in row.status.iloc[0]
+    assert "10 pruning rounds" in row.status.iloc[0]
     assert (table[table.dataset == "MNIST"].status == "not run").all()
 
 
