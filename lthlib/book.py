@@ -252,8 +252,10 @@ class Context:
         if not notes:
             return ""
         rounds = sorted({n["rounds"] for n in notes})
-        return (f" {len(notes)} of the shown trials extend an earlier finished trial (with "
-                f"{'/'.join(map(str, rounds))} rounds): its {sum(n['networks'] for n in notes)} "
+        verb = "extends" if len(notes) == 1 else "extend"
+        return (f" {len(notes)} of the shown trials {verb} an earlier finished trial (with "
+                f"{'/'.join(map(str, rounds))} rounds): {'its' if len(notes) == 1 else 'their'} "
+                f"{sum(n['networks'] for n in notes)} "
                 f"networks were reused, not retrained, which gives the same numbers as "
                 f"retraining (the library's tests check this byte for byte); the training "
                 f"time above includes them.")

@@ -176,7 +176,7 @@ def test_describe_names_reused_trials(tmp_path: Path) -> None:
     trial = SimpleNamespace(record={"reused_from": {"rounds": 7, "networks": 15}})
     results = {"global-imp/lr0.1": SimpleNamespace(config=cfg, trials=[trial])}
     ctx = book.Context(chapter, "mnist", "smoke", 1, tmp_path, results)
-    assert "1 of the shown trials extend an earlier finished trial (with 7 rounds): its 15 " \
+    assert "1 of the shown trials extends an earlier finished trial (with 7 rounds): its 15 " \
            "networks were reused" in ctx.reuse_text()
     results["global-imp/lr0.1"].trials = [SimpleNamespace(record={})]
     assert ctx.reuse_text() == "" and ctx.sparse_text() == ""
