@@ -224,6 +224,8 @@ def imp_trial_pair(profile: str = "quick", seed: int = 0, echo: Callable[[str], 
     code = ("import torch; torch.set_num_threads(1); from lthlib.cli import main; "
             f"main(['run', 'imp', '--profile', {profile!r}, '--seed', '{seed}', "
             "'--no-progress', '--no-reuse'])")
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews both runs
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with tempfile.TemporaryDirectory() as tmp:
         procs = {}
         for name, below in (("dense", "0"), ("sparse", "")):
@@ -243,7 +245,8 @@ def imp_trial_pair(profile: str = "quick", seed: int = 0, echo: Callable[[str], 
                 ["variant", "level", "replicate"])
     d, s = sums["dense"], sums["sparse"]
     result = {
-        "profile": profile, "seed": seed,
+        "profile": profile, "seed": seed, "started": started,
+        "load_avg_1min_at_start": load_at_start,
         "dense_wall_s": recs["dense"]["wall_time_s"],
         "sparse_wall_s": recs["sparse"]["wall_time_s"],
         "speedup": round(recs["dense"]["wall_time_s"] / recs["sparse"]["wall_time_s"], 2),
