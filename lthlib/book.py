@@ -243,7 +243,18 @@ class Context:
                 if tr.record.get("sparse_path_below_density"))
         return (f" In {n} of the shown trials, networks with a layer at most "
                 f"{'/'.join(pct(b, 0) for b in below)} dense trained on the engine's sparse CPU "
-                f"path, which equals dense training up to float rounding.")
+                f"path. It computes what dense training computes, but in another order of float "
+                f"operations, so trajectories drift apart slightly{self._sparse_drift()}.")
+
+    def _sparse_drift(self) -> str:
+        """How far a paired dense/sparse IMP trial drifted apart (``bench --imp-trial``)."""
+        path = self.runs_dir / "bench" / "cpu-imp-trial-quick.json"
+        if not path.is_file():
+            return ""
+        pair = json.loads(path.read_text())
+        return (f" (in a paired {pair['profile']} IMP trial, final test accuracies differed "
+                f"by at most {pair['max_abs_diff_final_test_acc_pp']} pp, mean "
+                f"{pair['mean_abs_diff_final_test_acc_pp']} pp)")
 
     def reuse_text(self) -> str:
         """A sentence on trials that extend an earlier, shallower trial (lthlib.reuse)."""

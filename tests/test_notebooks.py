@@ -5,6 +5,7 @@ Also checks lthlib.book's profile resolution, which decides what every chapter s
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import replace
@@ -185,3 +186,10 @@ def test_describe_names_reused_trials(tmp_path: Path) -> None:
         SimpleNamespace(record={"sparse_path_below_density": None})]
     assert "In 1 of the shown trials, networks with a layer at most 15% dense" in \
         ctx.sparse_text()
+    assert ctx.sparse_text().endswith("drift apart slightly.")  # no paired benchmark stored
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "cpu-imp-trial-quick.json").write_text(json.dumps(
+        {"profile": "quick", "max_abs_diff_final_test_acc_pp": 0.39,
+         "mean_abs_diff_final_test_acc_pp": 0.045}))
+    assert ("(in a paired quick IMP trial, final test accuracies differed by at most 0.39 pp, "
+            "mean 0.045 pp).") in ctx.sparse_text()
