@@ -4,6 +4,7 @@ Examples::
 
     python -m lthlib run imp --arch lenet --dataset mnist --profile quick --trials 2
     python -m lthlib runs ls --json
+    python -m lthlib runs import /path/to/other/runs
 """
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls = runs_sub.add_parser("ls", help="list experiments in the store")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.add_argument("--runs-dir", default=None)
+    imp = runs_sub.add_parser("import", help="copy the finished, verified trials of another "
+                              "store (e.g. one brought back from a GPU machine) into this one; "
+                              "trials already present are kept, never overwritten")
+    imp.add_argument("source", help="the other store's root (the folder holding imp/, ...)")
+    imp.add_argument("--runs-dir", default=None, help="destination (default: env "
+                     "LTH_RUNS_DIR or the repository's runs/)")
 
     sweep = sub.add_parser("sweep", help="run a set of experiments (local or on Ray)")
     sweep.add_argument("--experiment", nargs="+", type=str.lower, choices=EXPERIMENTS,
@@ -110,6 +117,11 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "runs" and args.runs_command == "import":
+            from .store import import_trials
+            report = import_trials(args.source, args.runs_dir)
+            print(json.dumps(report, indent=1))
+            return 1 if report["corrupt"] else 0
         if args.command == "runs":
             rows = list_experiments(args.runs_dir)
             if args.json:

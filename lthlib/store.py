@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -35,6 +35,7 @@ from .config import ExperimentConfig, experiment_from_dict
 
 DEFAULT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
 MEMBER_KEYS = ["variant", "level", "replicate"]
+RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
 
 
 class CorruptRecordError(RuntimeError):
@@ -276,3 +277,75 @@ class RunStore:
         for _, r in df[cols].astype(object).fillna("").iterrows():
             lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
         atomic_write_text(self.root / "README.md", "\n".join(lines) + "\n")
+
+
+# --- moving finished trials between stores (Ray workers, a lent GPU machine) ----------------
+
+def trial_files(trial_dir: Path) -> dict[str, str]:
+    """A finished trial's records as ``{relative posix path: text}`` (never checkpoints):
+    the record files, and each stage's metrics, hash and timing."""
+    files = {name: (trial_dir / name).read_text() for name in RECORD_FILES}
+    stages = trial_dir / "stages"
+    if stages.is_dir():
+        for f in sorted(stages.iterdir()):
+            if f.suffix in (".csv", ".sha256", ".json") and f.is_file():
+                files[f"stages/{f.name}"] = f.read_text()
+    return files
+
+
+def write_trial_files(store: RunStore, cfg: ExperimentConfig, files: dict[str, str]) -> None:
+    """Write a trial's files (from :func:`trial_files`) into ``store`` atomically, verify it.
+
+    ``record.json`` is written last (it marks the trial finished), so a writer interrupted
+    mid-way leaves a partial trial that the next run recomputes, never a wrong one.
+    """
+    missing = [n for n in RECORD_FILES if n not in files]
+    if missing:
+        raise ValueError(f"trial files lack {', '.join(missing)}; expected at least "
+                         f"{', '.join(RECORD_FILES)}")
+    root = store.trial_dir(cfg)
+    for name in sorted(files, key=lambda n: n == "record.json"):
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or ".." in rel.parts or rel.parts[0] not in (
+                *RECORD_FILES, "stages"):
+            raise ValueError(f"refusing to write {name!r} outside the trial's records; allowed: "
+                             f"{', '.join(RECORD_FILES)}, stages/*")
+        atomic_write_text(root.joinpath(*rel.parts), files[name])
+    if store.load(cfg) is None:
+        raise RuntimeError(f"records written to {root} do not verify against their sha256")
+
+
+def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = None
+                  ) -> dict[str, list[str]]:
+    """Copy the finished, verified trials of the store at ``source`` into ``dest``.
+
+    For results computed elsewhere (a lent GPU machine, another clone). A trial whose run id
+    ``dest`` already holds finished is skipped, never overwritten: the same config is the
+    same result, and the first stored one stays. Partial trials are skipped; corrupt ones
+    are refused and named. Checkpoints never travel. Returns the relative paths per outcome.
+    """
+    src, dst = RunStore(source), RunStore(dest)
+    if src.root.resolve() == dst.root.resolve():
+        raise ValueError(f"source and destination are the same store: {src.root}")
+    if not src.root.is_dir():
+        raise FileNotFoundError(f"no runs store at {src.root}")
+    out: dict[str, list[str]] = {"imported": [], "already_present": [], "partial": [],
+                                 "corrupt": []}
+    for cfg_file in sorted(src.root.glob("*/*/*/config.json")):
+        rel = str(cfg_file.parent.relative_to(src.root))
+        try:
+            rec = src._read(cfg_file.parent)
+        except FileNotFoundError:
+            out["partial"].append(rel)
+            continue
+        except CorruptRecordError as err:
+            out["corrupt"].append(f"{rel} ({err})")
+            continue
+        if dst.load(rec.config) is not None:
+            out["already_present"].append(rel)
+            continue
+        write_trial_files(dst, rec.config, trial_files(rec.path))
+        out["imported"].append(rel)
+    if out["imported"]:
+        dst.write_index()
+    return out

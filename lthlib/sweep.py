@@ -31,17 +31,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
 from .config import ExperimentConfig, experiment_from_dict
 from .experiments import check_combination, run_experiment, trial_configs
-from .store import RunStore, atomic_write_text
+from .store import RunStore, trial_files, write_trial_files
 
 EXECUTORS = ("local", "ray")
-RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
 
 
 # --- units of work --------------------------------------------------------------------------
@@ -67,39 +65,6 @@ def sweep_units(configs: list[ExperimentConfig], allow: bool = False
                 seen.add(key)
                 units.append(t)
     return units
-
-
-def trial_files(trial_dir: Path) -> dict[str, str]:
-    """A finished trial's records as ``{relative posix path: text}`` (never checkpoints)."""
-    files = {name: (trial_dir / name).read_text() for name in RECORD_FILES}
-    stages = trial_dir / "stages"
-    if stages.is_dir():
-        for f in sorted(stages.iterdir()):
-            if f.suffix in (".csv", ".sha256") and f.is_file():
-                files[f"stages/{f.name}"] = f.read_text()
-    return files
-
-
-def write_trial_files(store: RunStore, cfg: ExperimentConfig, files: dict[str, str]) -> None:
-    """Write a trial returned by a worker into ``store`` atomically and verify it.
-
-    ``record.json`` is written last (it marks the trial finished), so a driver interrupted
-    mid-write leaves a partial trial that the next sweep recomputes, never a wrong one.
-    """
-    missing = [n for n in RECORD_FILES if n not in files]
-    if missing:
-        raise ValueError(f"worker result lacks {', '.join(missing)}; expected at least "
-                         f"{', '.join(RECORD_FILES)}")
-    root = store.trial_dir(cfg)
-    for name in sorted(files, key=lambda n: n == "record.json"):
-        rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts or rel.parts[0] not in (
-                *RECORD_FILES, "stages"):
-            raise ValueError(f"refusing to write {name!r} outside the trial's records; allowed: "
-                             f"{', '.join(RECORD_FILES)}, stages/*")
-        atomic_write_text(root.joinpath(*rel.parts), files[name])
-    if store.load(cfg) is None:
-        raise RuntimeError(f"records written to {root} do not verify against their sha256")
 
 
 @contextmanager

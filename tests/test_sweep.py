@@ -18,7 +18,7 @@ import pytest
 from lthlib import sweep
 from lthlib.config import make_experiment
 from lthlib.experiments import trial_configs
-from lthlib.store import RunStore
+from lthlib.store import RunStore, import_trials
 from lthlib.sweep import run_sweep, write_trial_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +124,43 @@ def test_empty_and_duplicate_configs(cli_store):
     assert run_sweep([], cli_store[0], progress=False)["tasks"] == 0
     report = run_sweep([smoke_imp(), smoke_imp(trials=1)], cli_store[0], progress=False)
     assert (report["tasks"], report["skipped"]) == (2, 2)
+
+
+def test_import_copies_verified_trials_and_never_overwrites(cli_store, tmp_path):
+    """`runs import`: results brought back from another machine join the store."""
+    src = tmp_path / "brought-back"
+    shutil.copytree(cli_store[0], src)
+    t0, t1 = trial_configs(smoke_imp())
+    s = RunStore(src)
+    partial = make_experiment("imp", "lenet", "mnist", "smoke", seed=5, rounds=1)
+    s._write_config(partial)  # a trial that never finished
+    dest = tmp_path / "runs"
+    RunStore(dest).root.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "lthlib", "runs", "import", str(src),
+                           "--runs-dir", str(dest)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report["imported"]) == 2 and report["partial"] == [
+        str(s.trial_dir(partial).relative_to(src))]
+    d = RunStore(dest)
+    for t in (t0, t1):
+        assert d.load(t) is not None
+        assert csv_files(d, t) == csv_files(s, t)
+        assert d.stage_times(t) == s.stage_times(t)  # stage timings travel too
+        assert not (d.trial_dir(t) / "ckpt").exists()
+    assert "finished" in (dest / "index.csv").read_text()
+
+    stamp = (d.trial_dir(t0) / "record.json").stat().st_mtime_ns
+    (s.trial_dir(t1) / "summary.csv").write_text("tampered\n")
+    again = import_trials(src, dest)
+    assert len(again["already_present"]) == 1 and len(again["corrupt"]) == 1
+    assert "sha256" in again["corrupt"][0] and again["imported"] == []
+    assert (d.trial_dir(t0) / "record.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="same store"):
+        import_trials(dest, dest)
+    with pytest.raises(FileNotFoundError, match="no runs store"):
+        import_trials(tmp_path / "absent", dest)
 
 
 # --- Ray ------------------------------------------------------------------------------------
