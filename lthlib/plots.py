@@ -296,7 +296,7 @@ def figure_3(metrics: Any, pms: Sequence[float] = (1.0, .513, .211, .07, .036, .
              ylim: tuple[float, float] | None = None) -> Figure:
     """Figure 3: test accuracy over training for the tickets at the stored levels nearest
     ``pms`` (mean over trials, min/max band). ``groups`` makes one panel per group of Pm;
-    the y range zooms on the curves after the first 10% of training unless ``ylim``."""
+    the y range spans the curves and bands after the first 10% of training unless ``ylim``."""
     m = _metrics(metrics)
     rows = m[m["variant"] == variant]
     levels = rows.groupby("level")["pm"].mean()
@@ -309,7 +309,7 @@ def figure_3(metrics: Any, pms: Sequence[float] = (1.0, .513, .211, .07, .036, .
         fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 3.8),
                                  squeeze=False)
         for ax, group in zip(axes[0], panels):
-            lows, seen = [], set()
+            lows, highs, seen = [], [], set()
             for p in group:
                 lvl = nearest_level(levels, p)
                 if lvl is None or lvl in seen:
@@ -322,10 +322,11 @@ def figure_3(metrics: Any, pms: Sequence[float] = (1.0, .513, .211, .07, .036, .
                 ax.fill_between(c.index, c["min"], c["max"], color=col, alpha=0.15, lw=0)
                 late = c.index >= 0.1 * c.index.max()
                 lows.append(c.loc[late, "mean"].min())
+                highs.append(c.loc[late, "max"].max())
             if ylim is not None:
                 ax.set_ylim(*ylim)
             elif lows:
-                ax.set_ylim(max(0.0, min(lows) - 0.5), min(100.5, ax.get_ylim()[1]))
+                ax.set_ylim(max(0.0, min(lows) - 0.5), min(100.5, max(highs) + 0.3))
             if lows:
                 ax.legend()
             ax.set_xlabel("training iteration")

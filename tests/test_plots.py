@@ -126,6 +126,10 @@ def test_figure_3(imp):
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 6 and len(ax.collections) == 6  # curves and min/max bands
     assert ax.get_legend().get_texts()[1].get_text() == "Pm = 51.3%"
+    lo, hi = ax.get_ylim()  # zoomed on the late curves: all inside, no empty band on top
+    late = [y for line in ax.get_lines() for x, y in zip(*line.get_data())
+            if x >= 0.1 * max(line.get_xdata())]
+    assert lo <= min(late) and max(late) <= hi <= min(100.5, max(late) + 1.0 + 0.3)
     fig = plots.figure_3(m, groups=[(1.0, .513, .211), (1.0, .211, .07, .036, .019)])
     assert [len(a.get_lines()) for a in fig.axes] == [3, 5]
     fig = plots.figure_3(m[m.level.isin([0, 3])])  # missing levels are skipped
