@@ -571,7 +571,10 @@ def store_inventory(runs_dir: str | Path | None = None) -> dict[GroupKey, Experi
         groups.setdefault(key, {}).setdefault(cfg.variant_id(), []).append(cfg)
     out = {}
     for key, variants in groups.items():
-        cfgs = max(variants.values(), key=lambda cs: (len(cs), cs[0].prune.rounds))
+        # most trials, then most rounds; at a tie, fewer re-inits: the chapters' default
+        # configs, so the ledger judges what the chapters plot (extensions are shown beside)
+        cfgs = max(variants.values(),
+                   key=lambda cs: (len(cs), cs[0].prune.rounds, -cs[0].reinits))
         seeds = sorted(c.seed for c in cfgs)
         out[key] = replace(cfgs[0], seed=seeds[0], trials=seeds[-1] - seeds[0] + 1)
     return out

@@ -164,7 +164,7 @@ def test_overview_separates_runs_with_different_levels(tmp_path: Path) -> None:
     assert table.levels.tolist() == [3, 8, 11]
     assert table.trials.tolist() == [1, 1, 1]
     assert table["training time"].tolist() == [
-        "3 min", "8 min", "11 min (of which 8 min reused from a shallower run)"]
+        "3 min", "8 min", "11 min (of which 8 min reused from a smaller run)"]
 
 
 def test_describe_names_reused_trials(tmp_path: Path) -> None:

@@ -88,3 +88,32 @@ def test_only_pure_extensions_count():
     assert not extends(base, replace(base, seed=1))
     assert not extends(replace(base, reinits=2), replace(base, reinits=1, prune=replace(
         base.prune, rounds=4)))
+
+
+def test_book_reads_replicated_controls_beside_the_default_run(tmp_path):
+    """The chapters' extension table reads the 3-re-init trial, never the default one, and its
+    "re-init 1" column is exactly what the one-re-init run measured."""
+    from lthlib import book
+
+    store = tmp_path / "runs"
+    one = run_experiment(smoke("imp", rounds=2), store, device="cpu", progress=False).trials[0]
+    assert book.replicated_controls("mnist", "smoke", runs_dir=store).empty
+    three = run_experiment(smoke("imp", rounds=2, reinits=3), store, device="cpu",
+                           progress=False).trials[0]
+    rows = book.replicated_controls("mnist", "smoke", runs_dir=store)
+    assert set(rows.reinits) == {3} and set(rows.seed) == {0}
+    assert len(rows) == len(three.summary) == 1 + 2 + 2 * 3  # dense, 2 tickets, 6 re-inits
+    table = book.replicate_table(rows)
+    assert list(table.trials) == [1, 1] and list(table["re-inits"]) == [3, 3]
+    re1 = one.summary[one.summary.variant == "reinit"].sort_values("pm", ascending=False)
+    assert list(table["test acc. (re-init 1)"]) == [book.pct(x, 2)
+                                                    for x in re1.early_stop_test_acc]
+    re3 = three.summary[three.summary.variant == "reinit"]
+    lvl = re3.groupby("level").early_stop_test_acc
+    spread = (lvl.max() - lvl.min()).sort_index()
+    assert list(table["re-init spread (pp)"]) == [f"{100 * x:.2f}" for x in spread]
+    shift = book.replicate_shift(rows)
+    d = 100 * (re3[re3.replicate == 0].set_index("level").early_stop_test_acc
+               - lvl.mean()).abs()
+    assert shift["levels"] == 2 and shift["max_acc_pp"] == pytest.approx(d.max())
+    assert shift["mean_acc_pp"] == pytest.approx(d.mean())
