@@ -600,6 +600,28 @@ def replicated_controls(dataset: str, profile: str = "paper", experiment: str = 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def _replicate_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per pruned level of :func:`replicated_controls` (sorted by Pm, largest first), means
+    over trials of: the first re-init (``*_first``), the mean of all re-inits (``*_all``), the
+    spread among one trial's re-inits, and the ticket; ``acc`` is the test accuracy and
+    ``es`` the iteration at early stop."""
+    re = rows[(rows.variant == "reinit") & (rows.level > 0)]
+    tk = rows[(rows.variant == "ticket") & (rows.level > 0)]
+    g = re.groupby(["level", "seed"])
+    first = re[re.replicate == 0].set_index(["level", "seed"])
+    per_trial = pd.DataFrame({
+        "pm": g.pm.mean(), "acc_first": first.early_stop_test_acc,
+        "acc_all": g.early_stop_test_acc.mean(),
+        "acc_spread": g.early_stop_test_acc.max() - g.early_stop_test_acc.min(),
+        "es_first": first.early_stop_iteration, "es_all": g.early_stop_iteration.mean(),
+        "reinits": g.size()})
+    by_level = per_trial.groupby("level")
+    out = by_level.mean().assign(trials=by_level.size(), reinits=by_level.reinits.min())
+    ticket = tk.groupby("level").agg(acc_ticket=("early_stop_test_acc", "mean"),
+                                     es_ticket=("early_stop_iteration", "mean"))
+    return out.join(ticket).sort_values("pm", ascending=False)
+
+
 def replicate_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per pruned level of :func:`replicated_controls`: the ticket, the first re-init alone
     (what a one-re-init run measures) and the mean of all re-inits, for the test accuracy
@@ -607,51 +629,35 @@ def replicate_table(rows: pd.DataFrame) -> pd.DataFrame:
     averaged over trials)."""
     if rows.empty:
         return pd.DataFrame()
-    re = rows[(rows.variant == "reinit") & (rows.level > 0)]
-    tk = rows[(rows.variant == "ticket") & (rows.level > 0)]
-    g = re.groupby(["level", "seed"])
-    per_trial = pd.DataFrame({
-        "pm": g.pm.mean(),
-        "acc_first": re[re.replicate == 0].set_index(["level", "seed"]).early_stop_test_acc,
-        "acc_all": g.early_stop_test_acc.mean(),
-        "acc_spread": g.early_stop_test_acc.max() - g.early_stop_test_acc.min(),
-        "es_first": re[re.replicate == 0].set_index(["level", "seed"]).early_stop_iteration,
-        "es_all": g.early_stop_iteration.mean(), "n": g.size()})
-    lv = per_trial.groupby("level").mean()
-    lv["trials"] = per_trial.groupby("level").size()
-    lv["reinits"] = per_trial.groupby("level").n.min()
-    ticket = tk.groupby("level")[["early_stop_test_acc", "early_stop_iteration"]].mean()
-    lv = lv.join(ticket).sort_values("pm", ascending=False)
+    lv = _replicate_levels(rows)
+
+    def its(xs: pd.Series) -> list[str]:
+        return [f"{x:,.0f}" for x in xs]
+
     return pd.DataFrame({
         "Pm": [pct(p) for p in lv.pm], "trials": lv.trials.astype(int),
         "re-inits": lv.reinits.astype(int),
-        "test acc. (ticket)": [pct(x, 2) for x in lv.early_stop_test_acc],
+        "test acc. (ticket)": [pct(x, 2) for x in lv.acc_ticket],
         "test acc. (re-init 1)": [pct(x, 2) for x in lv.acc_first],
         "test acc. (re-init mean)": [pct(x, 2) for x in lv.acc_all],
         "re-init spread (pp)": [f"{100 * x:.2f}" for x in lv.acc_spread],
-        "early stop (ticket)": [f"{x:,.0f}" for x in lv.early_stop_iteration],
-        "early stop (re-init 1)": [f"{x:,.0f}" for x in lv.es_first],
-        "early stop (re-init mean)": [f"{x:,.0f}" for x in lv.es_all],
+        "early stop (ticket)": its(lv.es_ticket), "early stop (re-init 1)": its(lv.es_first),
+        "early stop (re-init mean)": its(lv.es_all),
     }).reset_index(drop=True)
 
 
 def replicate_shift(rows: pd.DataFrame) -> dict[str, float]:
-    """How far the one-re-init estimate lies from the all-re-inits mean, over pruned levels
-    (means over trials first): the largest and the mean absolute shift of the test accuracy
-    at early stop (pp) and of the early-stop iteration, beside the mean ticket - re-init gap
-    (pp) that the controls are there to measure."""
-    re = rows[(rows.variant == "reinit") & (rows.level > 0)]
-    tk = rows[(rows.variant == "ticket") & (rows.level > 0)]
-    first = re[re.replicate == 0].groupby("level")[["early_stop_test_acc",
-                                                    "early_stop_iteration"]].mean()
-    every = re.groupby(["level", "seed"])[["early_stop_test_acc", "early_stop_iteration"]] \
-        .mean().groupby("level").mean()
-    gap = tk.groupby("level").early_stop_test_acc.mean() - every.early_stop_test_acc
-    d_acc = 100 * (first.early_stop_test_acc - every.early_stop_test_acc).abs()
-    d_es = (first.early_stop_iteration - every.early_stop_iteration).abs()
-    return {"levels": float(len(every)), "max_acc_pp": float(d_acc.max()),
+    """How far the one-re-init estimate lies from the all-re-inits mean over pruned levels:
+    the largest and the mean absolute shift of the test accuracy at early stop (pp) and of
+    the early-stop iteration, beside the mean ticket - re-init gap (pp) that the controls are
+    there to measure."""
+    lv = _replicate_levels(rows)
+    d_acc = 100 * (lv.acc_first - lv.acc_all).abs()
+    d_es = (lv.es_first - lv.es_all).abs()
+    return {"levels": float(len(lv)), "max_acc_pp": float(d_acc.max()),
             "mean_acc_pp": float(d_acc.mean()), "max_es": float(d_es.max()),
-            "mean_es": float(d_es.mean()), "mean_gap_pp": float(100 * gap.mean())}
+            "mean_es": float(d_es.mean()),
+            "mean_gap_pp": float(100 * (lv.acc_ticket - lv.acc_all).mean())}
 
 
 def replicate_text(rows: pd.DataFrame, name: str) -> str:
