@@ -270,7 +270,7 @@ class RunStore:
             return
         atomic_write_text(self.root / "index.csv", df_to_csv_text(df))
         cols = [c for c in ("experiment", "arch", "dataset", "profile", "lr_setting", "seed",
-                            "levels", "reinits", "networks", "status", "wall_time_s", "device",
+                            "levels", "networks", "reinits", "status", "wall_time_s", "device",
                             "path")
                 if c in df]
         lines = ["# runs/ index", "",
