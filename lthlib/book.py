@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
@@ -575,6 +575,55 @@ def compare_levels(summary: pd.DataFrame, variants: tuple[str, ...] = ("ticket",
             fmt = (lambda x: f"{x:,.0f}") if metric == "es" else (lambda x: pct(x, 2))
             out[f"{labels[metric]} ({v})"] = [("-" if pd.isna(x) else fmt(x)) for x in col]
     return out.reset_index(drop=True)
+
+
+def ticket_gaps(summary: pd.DataFrame, metric: str = "final_test_acc",
+                control: str = "reinit") -> pd.DataFrame:
+    """Ticket minus ``control`` ``metric`` at each pruned level, one column per trial (seed)
+    plus ``mean`` (the gap of the trial means). The controls of a level are averaged first,
+    so several re-inits per trial count once; levels without a control are dropped."""
+    if "seed" not in summary.columns:
+        summary = summary.assign(seed=0)
+    rows = summary[summary["variant"].isin(("ticket", control))]
+    table = rows.pivot_table(index="level", columns=["variant", "seed"], values=metric,
+                             aggfunc="mean")
+    if control not in table.columns.get_level_values(0):
+        return pd.DataFrame(columns=["mean"], dtype=float)
+    per_seed = (table["ticket"] - table[control]).dropna(how="all")
+    per_seed.columns = [int(s) for s in per_seed.columns]
+    means = summary.groupby(["variant", "level"])[metric].mean()
+    per_seed["mean"] = [means[("ticket", lv)] - means[(control, lv)] for lv in per_seed.index]
+    return per_seed
+
+
+def gaps_by_trial(results: Mapping[str, Any], metric: str = "final_test_acc") -> pd.DataFrame:
+    """One row per setting (key of ``results``, each an ExperimentResult or a summary): each
+    trial's mean ticket-minus-re-init gap over the pruned levels (pp) and in how many of those
+    levels that trial's ticket won; with several trials, also the gap of the trial means."""
+    out = []
+    for name, res in results.items():
+        gaps = ticket_gaps(getattr(res, "summary", res), metric)
+        row: dict[str, Any] = {"setting": name}
+        seeds = [c for c in gaps.columns if c != "mean"]
+        for s in seeds:
+            g = gaps[s].dropna()
+            row[f"trial {s} gap"] = f"{100 * g.mean():+.2f} pp"
+            row[f"trial {s} wins"] = f"{int((g > 0).sum())} of {len(g)}"
+        if len(seeds) > 1:
+            row["all trials gap"] = f"{100 * gaps['mean'].mean():+.2f} pp"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def smallest_gap_by_trial(results: Mapping[str, Any], metric: str = "final_test_acc"
+                          ) -> dict[int, str]:
+    """For each trial (seed) present in every setting: the setting whose ticket advantage
+    (mean gap over pruned levels) is smallest. Figure 8 expects lr0.1 everywhere."""
+    gaps = {name: ticket_gaps(getattr(res, "summary", res), metric)
+            for name, res in results.items()}
+    seeds = sorted(set.intersection(*({c for c in g.columns if c != "mean"}
+                                      for g in gaps.values()))) if gaps else []
+    return {s: min(gaps, key=lambda name: float(gaps[name][s].mean())) for s in seeds}
 
 
 def replicated_controls(dataset: str, profile: str = "paper", experiment: str = "imp",
