@@ -579,9 +579,10 @@ def compare_levels(summary: pd.DataFrame, variants: tuple[str, ...] = ("ticket",
 
 def ticket_gaps(summary: pd.DataFrame, metric: str = "final_test_acc",
                 control: str = "reinit") -> pd.DataFrame:
-    """Ticket minus ``control`` ``metric`` at each pruned level, one column per trial (seed)
-    plus ``mean`` (the gap of the trial means). The controls of a level are averaged first,
-    so several re-inits per trial count once; levels without a control are dropped."""
+    """Ticket minus ``control`` ``metric`` at each pruned level, one column per trial (seed;
+    a trial's controls of a level are averaged first) plus ``mean``: the mean over all tickets
+    minus the mean over all controls of the level, pooled as in :func:`level_means` and the
+    ledger. Levels without a control are dropped."""
     if "seed" not in summary.columns:
         summary = summary.assign(seed=0)
     rows = summary[summary["variant"].isin(("ticket", control))]
