@@ -5,6 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lthlib-installed
 
+# The library finds data through root=, then $LTH_DATA_DIR, then ./data. Where the project's
+# datasets sit beside the clone (../shared/data), point LTH_DATA_DIR at them unless it is set.
+ifneq ($(wildcard ../shared/data/MNIST),)
+export LTH_DATA_DIR ?= $(abspath ../shared/data)
+endif
+
 .PHONY: setup test test-fast book book-html bench clean-book
 
 setup: $(STAMP)

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Paper-profile trials on a lent GPU machine (the `device` tool), in one prepared call.
+# Paper-profile trials on a CUDA machine in one prepared call.
 #
-# The GPU machine has torch but no internet and none of our files beyond the working tree, so
-# the gzipped datasets travel as the gitignored data/ folder and only metrics come back.
+# What the script needs there: a CUDA GPU, Python with torch (and pandas, tqdm), no internet,
+# and this repository's working tree with the gzipped datasets staged beside it in the
+# gitignored data/ folder. Only metrics come back: checkpoints are removed before the end.
 #
-#   here:   scripts/device_runs.sh stage           # copy ../shared/data's MNIST and FashionMNIST
-#           run(command="bash scripts/device_runs.sh go 500", carry=["data"], timeout_s=560)
-#   there:  a CUDA smoke check, then the plan's trials in order into $OUT/runs, each under a
-#           timeout of what is left of the budget (seconds); a trial cut short stays partial
-#           and is not imported. nvidia-smi and the versions go to $OUT/device.txt.
-#   back:   .venv/bin/python -m lthlib runs import <files_at>/runs
+#   before:  LTH_DATA_DIR=<folder with MNIST/ and FashionMNIST/> scripts/device_runs.sh stage
+#            (copies the gzipped raw files into data/, which then travels with the tree)
+#   there:   OUT=<folder that comes back> bash scripts/device_runs.sh go <budget seconds>
+#            a CUDA smoke check, then the plan's trials in order into $OUT/runs, each under a
+#            timeout of what is left of the budget; a trial cut short stays partial and is not
+#            imported. nvidia-smi and the versions go to $OUT/device.txt.
+#   after:   .venv/bin/python -m lthlib runs import <returned folder>/runs
 #
 # The plan (scripts/device_plan.txt, one `python -m lthlib run` argument list per line) lists
 # the trials the committed store lacks, most needed first. Records name the GPU they ran on.
-# LTH_DEVICE=cpu, PYTHON=<interpreter> and PLAN=<file> rehearse the whole call on a CPU (tests/test_device_script.py).
+# LTH_DEVICE=cpu, PYTHON=<interpreter> and PLAN=<file> rehearse the whole call on a CPU
+# (tests/test_device_script.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
 stage)
-  src="${LTH_DATA_DIR:-../shared/data}"
+  src="${LTH_DATA_DIR:?set LTH_DATA_DIR to the folder holding MNIST/ and FashionMNIST/}"
   for name in MNIST FashionMNIST; do
     mkdir -p "data/$name/raw"
     cp "$src/$name/raw/"*.gz "data/$name/raw/"
