@@ -33,6 +33,7 @@ from . import engine
 from .config import ExperimentConfig, make_experiment
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
+from .masks import mask_digest, save_masks, save_reinit_digests, seal, theta0_digest
 from .models import create_network, prunable_layers
 from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
                     remaining_fraction)
@@ -275,6 +276,9 @@ class _Runner:
                               {**extra, **({"reused_from": note} if note else {})},
                               code_version, self.resumed.get(t.seed, []),
                               self.carried.get(t.seed, []))
+            # masks (written per stage) join the sha256 set; θ0's digest checks regeneration
+            seal(self.store.trial_dir(t),
+                 {"theta0_sha256": theta0_digest(_net(self.cfg, t.seed).state_dict())})
 
 
 def _key(m: Member) -> str:
@@ -307,6 +311,8 @@ def _imp(r: _Runner, trials: list[ExperimentConfig]) -> None:
     for level in range(cfg.prune.rounds + 1):
         for t in trials:
             level_masks[t.seed][level] = masks[t.seed]
+            if masks[t.seed] is not None:  # packed bits beside the stage (lthlib.masks)
+                save_masks(r.store.trial_dir(t), f"ticket-L{level:02d}", masks[t.seed])
 
         def build(t: ExperimentConfig, level: int = level) -> list[Member]:
             mask = masks[t.seed]
@@ -320,6 +326,10 @@ def _imp(r: _Runner, trials: list[ExperimentConfig]) -> None:
 
     def build_reinit(t: ExperimentConfig) -> list[Member]:
         members = []
+        if cfg.prune.rounds > 0:
+            save_reinit_digests(r.store.trial_dir(t), {
+                level: mask_digest(level_masks[t.seed][level])  # type: ignore[arg-type]
+                for level in range(1, cfg.prune.rounds + 1)})
         for level in range(1, cfg.prune.rounds + 1):
             mask = level_masks[t.seed][level]
             for rep in range(cfg.reinits):
@@ -349,6 +359,7 @@ def _oneshot(r: _Runner, trials: list[ExperimentConfig], with_ticket: bool = Tru
                 mask = oneshot_mask(cfg, theta0[t.seed], target)
             pm = _pm(cfg, mask)
             if with_ticket:
+                save_masks(r.store.trial_dir(t), f"oneshot-L{i:02d}", mask)
                 members.append(Member(t, "ticket", i, 0, theta0[t.seed], mask, pm))
                 for rep in range(cfg.reinits):
                     init = _net(cfg, derive_seed(t.seed, "reinit", i, rep)).state_dict()

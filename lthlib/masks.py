@@ -1,0 +1,142 @@
+"""Pruning masks kept in the store: one bit per weight, so the analyses need no checkpoint.
+
+A LeNet mask (266,200 weights) packs into 33,275 bytes with :func:`numpy.packbits`. The
+store hashes and moves text files only (``record.json`` lists each file's sha256 of its
+text; ``runs import`` copies ``stages/*.json``), so the packed bytes are written base64
+encoded inside a small JSON document, ``stages/<stage>.mask.json``: about 44 KB on disk and
+close to the packed size again once git compresses it. The initial weights θ0 are not
+stored: they regenerate from the trial's seed (:func:`theta0_digest` is recorded so that
+the regeneration can be checked), and trained weights are not stored because no analysis
+here reads them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .store import atomic_write_text, sha256_text
+
+MASK_FORMAT = "lthlib-mask-packbits/1"
+MASK_SUFFIX = ".mask.json"
+REINIT_DIGESTS = "reinit.mask-digests.json"
+
+Masks = dict[str, torch.Tensor]
+
+
+def _bits(masks: Mapping[str, torch.Tensor]) -> tuple[list[list[Any]], np.ndarray]:
+    layout, flat = [], []
+    for name in sorted(masks):
+        m = masks[name].detach().cpu()
+        values = m.reshape(-1)
+        if not bool(((values == 0) | (values == 1)).all()):
+            raise ValueError(f"mask {name!r} holds values other than 0 and 1; allowed: 0/1")
+        layout.append([name, list(m.shape)])
+        flat.append(values.to(torch.bool).numpy())
+    return layout, np.concatenate(flat) if flat else np.zeros(0, dtype=bool)
+
+
+def mask_digest(masks: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a mask set's layout and packed bits: equal digests, equal masks."""
+    layout, bits = _bits(masks)
+    h = hashlib.sha256(json.dumps(layout).encode())
+    h.update(np.packbits(bits).tobytes())
+    return h.hexdigest()
+
+
+def pack_masks(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A JSON-ready document holding ``masks`` as packed bits (layers in sorted order)."""
+    layout, bits = _bits(masks)
+    packed = np.packbits(bits)
+    return {"format": MASK_FORMAT, "layers": layout, "kept": int(bits.sum()),
+            "total": int(bits.size), "digest": mask_digest(masks),
+            "bits": base64.b64encode(packed.tobytes()).decode("ascii")}
+
+
+def unpack_masks(doc: Mapping[str, Any]) -> Masks:
+    """Inverse of :func:`pack_masks`: ``{layer: float 0/1 tensor}``; checks the digest."""
+    if doc.get("format") != MASK_FORMAT:
+        raise ValueError(f"unknown mask format {doc.get('format')!r}; allowed: {MASK_FORMAT}")
+    total = sum(int(np.prod(shape)) for _, shape in doc["layers"])
+    packed = np.frombuffer(base64.b64decode(doc["bits"]), dtype=np.uint8)
+    bits = np.unpackbits(packed, count=total)
+    out: Masks = {}
+    start = 0
+    for name, shape in doc["layers"]:
+        n = int(np.prod(shape))
+        out[name] = torch.from_numpy(bits[start:start + n].astype(np.float32)).reshape(shape)
+        start += n
+    if mask_digest(out) != doc.get("digest"):
+        raise ValueError(f"mask bits do not match their digest {doc.get('digest')!r}")
+    return out
+
+
+def mask_path(trial_dir: Path, stage: str) -> Path:
+    return Path(trial_dir) / "stages" / f"{stage}{MASK_SUFFIX}"
+
+
+def save_masks(trial_dir: Path, stage: str, masks: Mapping[str, torch.Tensor]) -> Path:
+    """Write one stage's masks atomically (rewriting equal content is harmless)."""
+    path = mask_path(trial_dir, stage)
+    atomic_write_text(path, json.dumps(pack_masks(masks)) + "\n")
+    return path
+
+
+def load_masks(trial_dir: Path, stage: str) -> Masks:
+    """The masks a stage trained with; checks the record's sha256 when the trial lists it."""
+    path = mask_path(trial_dir, stage)
+    if not path.exists():
+        available = sorted(p.name[: -len(MASK_SUFFIX)] for p in
+                           (Path(trial_dir) / "stages").glob(f"*{MASK_SUFFIX}"))
+        raise FileNotFoundError(f"no masks for stage {stage!r} in {trial_dir}; available: "
+                                f"{', '.join(available) or 'none (trial predates mask storage)'}")
+    text = path.read_text()
+    record = Path(trial_dir) / "record.json"
+    if record.exists():
+        expected = json.loads(record.read_text()).get("sha256", {}).get(
+            f"stages/{path.name}")
+        if expected is not None and sha256_text(text) != expected:
+            raise ValueError(f"{path} does not match the sha256 in its record")
+    return unpack_masks(json.loads(text))
+
+
+def save_reinit_digests(trial_dir: Path, digests: Mapping[int, str]) -> Path:
+    """The digest of the mask each re-init level trained with (a check against the ticket's)."""
+    path = Path(trial_dir) / "stages" / REINIT_DIGESTS
+    atomic_write_text(path, json.dumps({str(k): v for k, v in sorted(digests.items())},
+                                       indent=1) + "\n")
+    return path
+
+
+def theta0_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes (for θ0 regeneration)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def seal(trial_dir: Path, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """Add every mask file of a finished trial to its record's sha256 set (and ``extra``
+    fields), rewriting ``record.json`` atomically. Returns the files added."""
+    trial_dir = Path(trial_dir)
+    rec_path = trial_dir / "record.json"
+    record = json.loads(rec_path.read_text())
+    files = sorted([p for p in (trial_dir / "stages").glob(f"*{MASK_SUFFIX}")]
+                   + [p for p in (trial_dir / "stages").glob(REINIT_DIGESTS)])
+    names = [f"stages/{p.name}" for p in files]
+    if not names and not extra:
+        return []
+    record["sha256"] = {**record.get("sha256", {}),
+                        **{n: sha256_text(p.read_text()) for n, p in zip(names, files)}}
+    record.update(extra or {})
+    atomic_write_text(rec_path, json.dumps(record, indent=1) + "\n")
+    return names
