@@ -1,0 +1,183 @@
+"""What a winning ticket is: its masks and initial values, read from stored trials.
+
+The analyses work on plain mask sets (``{layer: 0/1 tensor}``, as :mod:`lthlib.prune`
+returns) and θ0 state dicts, so they are tested on hand-made masks; :func:`mask_trials`,
+:func:`ticket_masks` and :func:`theta0` read them from finished IMP trials in the store
+(masks from ``stages/*.mask.json``, θ0 regenerated from the seed and checked against the
+digest in the record).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .masks import MASK_SUFFIX, REINIT_DIGESTS, load_masks, mask_digest, theta0_digest
+from .models import create_network
+from .store import CorruptRecordError, RunStore, TrialRecord
+
+Masks = dict[str, torch.Tensor]
+State = dict[str, torch.Tensor]
+
+
+# --- reading tickets from the store ---------------------------------------------------------
+
+def mask_trials(arch: str = "lenet", dataset: str = "mnist", profile: str = "quick",
+                experiment: str = "imp", runs_dir: str | Path | None = None
+                ) -> list[TrialRecord]:
+    """Finished trials of one experiment group that stored their masks, by seed."""
+    store = RunStore(runs_dir)
+    group = store.root / experiment / f"{arch}-{dataset}-{profile}"
+    out = []
+    for rec_file in sorted(group.glob("seed*/record.json")):
+        if not any((rec_file.parent / "stages").glob(f"*{MASK_SUFFIX}")):
+            continue
+        try:
+            out.append(store._read(rec_file.parent))
+        except (FileNotFoundError, CorruptRecordError):
+            continue
+    return sorted(out, key=lambda tr: tr.config.seed)
+
+
+def theta0(trial: TrialRecord) -> State:
+    """The trial's initial weights, regenerated from its seed; checked against the record."""
+    m = trial.config.model
+    state = create_network(m.arch, m.num_classes, m.in_shape, seed=trial.config.seed).state_dict()
+    expected = trial.record.get("theta0_sha256")
+    if expected is not None and theta0_digest(state) != expected:
+        raise ValueError(f"θ0 regenerated for seed {trial.config.seed} does not match the "
+                         f"digest in {trial.path}/record.json")
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def full_masks(state: Mapping[str, torch.Tensor], layers: Sequence[str]) -> Masks:
+    """All-ones masks (the dense network, level 0) for ``layers`` of ``state``."""
+    return {name: torch.ones_like(state[f"{name}.weight"]) for name in layers}
+
+
+def ticket_masks(trial: TrialRecord, level: int, stage_prefix: str = "ticket") -> Masks:
+    """The masks the ticket of ``level`` trained with (level 0: dense)."""
+    if level == 0:
+        probe = load_masks(trial.path, f"{stage_prefix}-L01")
+        return {k: torch.ones_like(v) for k, v in probe.items()}
+    return load_masks(trial.path, f"{stage_prefix}-L{level:02d}")
+
+
+def reinit_mask_matches(trial: TrialRecord) -> dict[int, bool]:
+    """Per level: did the re-init control train with exactly the ticket's mask (digests)?"""
+    path = trial.path / "stages" / REINIT_DIGESTS
+    digests = json.loads(path.read_text())
+    return {int(level): mask_digest(ticket_masks(trial, int(level))) == d
+            for level, d in digests.items()}
+
+
+def level_pm(trial: TrialRecord) -> dict[int, float]:
+    """Pm of each ticket level, from the trial's summary."""
+    s = trial.summary[trial.summary["variant"] == "ticket"]
+    return {int(lv): float(pm) for lv, pm in zip(s["level"], s["pm"])}
+
+
+# --- the analyses ------------------------------------------------------------------------------
+
+def density(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of weights kept over all layers of a mask set."""
+    kept = sum(float(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    if total == 0:
+        raise ValueError("empty mask set: no layers given")
+    return kept / total
+
+
+def input_connectivity(first_layer_mask: torch.Tensor,
+                       image_shape: tuple[int, int] = (28, 28)) -> np.ndarray:
+    """Surviving outgoing connections of every input pixel, as an image.
+
+    ``first_layer_mask`` is ``(out, in)`` with ``in = H * W`` (LeNet's ``fc1``).
+    """
+    m = first_layer_mask.detach().cpu()
+    if m.dim() != 2 or m.shape[1] != image_shape[0] * image_shape[1]:
+        raise ValueError(f"first-layer mask of shape {tuple(m.shape)} does not fit images of "
+                         f"{image_shape}; allowed: (out, {image_shape[0] * image_shape[1]})")
+    return m.sum(0).reshape(image_shape).numpy()
+
+
+def border_and_centre(picture: np.ndarray, border: int = 4) -> tuple[float, float]:
+    """Mean of a connectivity picture on its outer ``border`` pixels and on the rest."""
+    if not 0 < 2 * border < min(picture.shape):
+        raise ValueError(f"border {border} does not fit a picture of shape {picture.shape}")
+    inner = np.zeros(picture.shape, dtype=bool)
+    inner[border:-border, border:-border] = True
+    return float(picture[~inner].mean()), float(picture[inner].mean())
+
+
+def random_masks_like(masks: Mapping[str, torch.Tensor], seed: int) -> Masks:
+    """Uniformly random masks keeping as many weights per layer as ``masks`` do."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out: Masks = {}
+    for name in sorted(masks):
+        m = masks[name]
+        flat = torch.zeros(m.numel())
+        flat[torch.randperm(m.numel(), generator=gen)[: int(m.sum())]] = 1.0
+        out[name] = flat.reshape(m.shape)
+    return out
+
+
+def survivor_values(init: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                    layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """(all initial weights, initial weights of the survivors) of one layer."""
+    if layer not in masks:
+        raise ValueError(f"unknown layer {layer!r}; allowed: {', '.join(sorted(masks))}")
+    w = init[f"{layer}.weight"].detach().cpu().reshape(-1)
+    keep = masks[layer].detach().cpu().reshape(-1) > 0
+    return w.numpy(), w[keep].numpy()
+
+
+def small_share(values: np.ndarray, reference: np.ndarray, quantile: float = 0.25) -> float:
+    """Fraction of ``values`` whose magnitude is below the ``quantile`` of |reference|
+    (for all weights it is ``quantile``; pruning the small ones drives it towards 0)."""
+    if len(values) == 0:
+        return float("nan")
+    cut = np.quantile(np.abs(reference), quantile)
+    return float(np.mean(np.abs(values) < cut))
+
+
+def jaccard(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+            layers: Sequence[str] | None = None) -> float:
+    """|a ∩ b| / |a ∪ b| of two mask sets over ``layers`` (default: all of them)."""
+    names = sorted(a) if layers is None else list(layers)
+    missing = [n for n in names if n not in a or n not in b]
+    if missing:
+        raise ValueError(f"layers {missing} are not in both mask sets; allowed: "
+                         f"{', '.join(sorted(set(a) & set(b)))}")
+    inter = union = 0.0
+    for n in names:
+        x, y = a[n].detach().cpu() > 0, b[n].detach().cpu() > 0
+        if x.shape != y.shape:
+            raise ValueError(f"layer {n!r}: shapes {tuple(x.shape)} and {tuple(y.shape)} differ")
+        inter += float((x & y).sum())
+        union += float((x | y).sum())
+    return inter / union if union else 1.0
+
+
+def chance_jaccard(d: float) -> float:
+    """Expected Jaccard of two independent random masks of density ``d``: d / (2 - d)
+    (|a ∩ b| ≈ d²n, |a ∪ b| ≈ (2d - d²)n)."""
+    if not 0.0 <= d <= 1.0:
+        raise ValueError(f"density must lie in [0, 1], got {d}")
+    return d / (2.0 - d) if d > 0 else 0.0
+
+
+def pairwise_jaccard(mask_sets: Sequence[Mapping[str, torch.Tensor]],
+                     layers: Sequence[str] | None = None) -> list[float]:
+    """Jaccard of every pair of mask sets (e.g. one per seed at equal Pm)."""
+    return [jaccard(a, b, layers) for a, b in itertools.combinations(mask_sets, 2)]
+
+
+def map_correlation(pictures: Sequence[np.ndarray]) -> list[float]:
+    """Pearson correlation of every pair of connectivity pictures (e.g. across seeds)."""
+    return [float(np.corrcoef(p.reshape(-1), q.reshape(-1))[0, 1])
+            for p, q in itertools.combinations(pictures, 2)]

@@ -1,0 +1,164 @@
+"""The ticket analyses on hand-made masks and toys whose answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from lthlib import lmc, tickets
+
+
+# --- masks: connectivity, survivors, overlap -------------------------------------------------
+
+def test_input_connectivity_counts_outgoing_connections():
+    m = torch.zeros(3, 16)
+    m[:, 5] = 1  # pixel (1, 1) keeps all three connections
+    m[0, 15] = 1  # pixel (3, 3) keeps one
+    pic = tickets.input_connectivity(m, (4, 4))
+    assert pic.shape == (4, 4)
+    assert pic[1, 1] == 3 and pic[3, 3] == 1 and pic.sum() == 4
+    with pytest.raises(ValueError, match="does not fit"):
+        tickets.input_connectivity(torch.ones(3, 15), (4, 4))
+    border, centre = tickets.border_and_centre(np.pad(np.ones((4, 4)), 2), border=2)
+    assert border == 0 and centre == 1
+
+
+def test_jaccard_on_hand_made_masks():
+    a = {"w": torch.tensor([1.0, 1.0, 0.0, 0.0])}
+    b = {"w": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+    assert tickets.jaccard(a, a) == 1.0
+    assert tickets.jaccard(a, b) == pytest.approx(1 / 3)
+    assert tickets.jaccard(a, {"w": torch.tensor([0.0, 0.0, 1.0, 1.0])}) == 0.0
+    with pytest.raises(ValueError, match="not in both"):
+        tickets.jaccard(a, {"v": torch.ones(4)})
+    assert tickets.pairwise_jaccard([a, a, b]) == pytest.approx([1.0, 1 / 3, 1 / 3])
+
+
+@pytest.mark.parametrize("d", [0.05, 0.2, 0.5, 0.8])
+def test_random_masks_overlap_by_chance(d):
+    """Independent random masks of density d overlap by d / (2 - d) on average."""
+    shape = {"fc1": (300, 784)}
+    base = {"fc1": (torch.rand(shape["fc1"], generator=torch.Generator().manual_seed(0)) < d)
+            .float()}
+    draws = [tickets.random_masks_like(base, seed) for seed in range(4)]
+    assert all(int(m["fc1"].sum()) == int(base["fc1"].sum()) for m in draws)
+    measured = np.mean(tickets.pairwise_jaccard(draws))
+    assert measured == pytest.approx(tickets.chance_jaccard(tickets.density(base)), rel=0.02)
+    assert tickets.chance_jaccard(1.0) == 1.0 and tickets.chance_jaccard(0.0) == 0.0
+
+
+def test_survivor_values_and_small_share():
+    init = {"l.weight": torch.tensor([[-0.01, 0.5, 0.02, -0.7]])}
+    masks = {"l": torch.tensor([[0.0, 1.0, 0.0, 1.0]])}  # magnitude pruning keeps the large
+    all_w, kept = tickets.survivor_values(init, masks, "l")
+    assert len(all_w) == 4 and sorted(kept.tolist()) == pytest.approx([-0.7, 0.5])
+    assert tickets.small_share(all_w, all_w, 0.5) == 0.5
+    assert tickets.small_share(kept, all_w, 0.5) == 0.0
+    with pytest.raises(ValueError, match="unknown layer"):
+        tickets.survivor_values(init, masks, "x")
+
+
+def test_map_correlation():
+    p = np.arange(16.0).reshape(4, 4)
+    assert tickets.map_correlation([p, 2 * p + 1, -p]) == pytest.approx([1.0, -1.0, -1.0])
+
+
+# --- linear mode connectivity on a two-layer toy ---------------------------------------------
+
+def toy_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 2))
+
+
+def toy_data():
+    x = torch.cat([torch.linspace(1, 2, 50), -torch.linspace(1, 2, 50)]).unsqueeze(1)
+    y = (x[:, 0] > 0).long()
+    return x, y
+
+
+def toy_state(sign: float) -> dict[str, torch.Tensor]:
+    """Hidden units detect x > 0 and x < 0; ``sign`` -1 swaps them (the same function)."""
+    return {"0.weight": sign * torch.tensor([[1.0], [-1.0]]), "0.bias": torch.zeros(2),
+            "2.weight": sign * torch.tensor([[0.0, 0.0], [1.0, -1.0]]),
+            "2.bias": torch.tensor([0.1, 0.0])}
+
+
+def test_identical_networks_have_zero_instability():
+    x, y = toy_data()
+    s = toy_state(1.0)
+    path = lmc.path_errors(toy_net(), s, s, x, y, points=30)
+    assert len(path) == 30 and path["alpha"].iloc[[0, -1]].tolist() == [0.0, 1.0]
+    assert (path["test_error"] == 0).all()
+    assert lmc.instability(path["test_error"]) == 0.0
+
+
+def test_permuted_networks_are_unstable():
+    """Two networks with swapped hidden units classify perfectly, but their midpoint has
+    zero weights and predicts class 0 everywhere: error 0.5, instability 0.5."""
+    x, y = toy_data()
+    path = lmc.path_errors(toy_net(), toy_state(1.0), toy_state(-1.0), x, y, points=30)
+    e = path["test_error"].to_numpy()
+    assert e[0] == 0 and e[-1] == 0
+    assert lmc.instability(e) == pytest.approx(0.5)
+
+
+def test_masks_apply_along_the_path():
+    x, y = toy_data()
+    s = toy_state(1.0)
+    # cutting the x < 0 detector's output keeps the classifier correct (bias 0.1 > 0 decides)
+    masks = {"2": torch.tensor([[1.0, 1.0], [1.0, 0.0]])}
+    assert lmc.path_errors(toy_net(), s, s, x, y, masks, points=3)["test_error"].max() == 0
+    # cutting the x > 0 detector breaks it for every positive example
+    masks = {"2": torch.tensor([[1.0, 1.0], [0.0, 1.0]])}
+    assert lmc.path_errors(toy_net(), s, s, x, y, masks, points=3)["test_error"].max() == 0.5
+    with pytest.raises(ValueError, match="no weight"):
+        lmc.masked(s, {"9": torch.ones(1)})
+
+
+def test_instability_definition():
+    assert lmc.instability([0.1, 0.3, 0.2]) == pytest.approx(0.3 - 0.15)
+    assert lmc.instability([0.2, 0.1, 0.2]) == 0.0  # a dip below the endpoints is not negative
+    with pytest.raises(ValueError, match="two endpoints"):
+        lmc.instability([0.1])
+    a = {"w": torch.zeros(2)}
+    b = {"w": torch.ones(2)}
+    assert torch.equal(lmc.interpolate(a, b, 0.25)["w"], torch.full((2,), 0.25))
+
+
+def test_run_lmc_stores_and_reads_back(tmp_path):
+    """A smoke-sized measurement on a stored IMP trial: the record names its source and
+    hashes its files, a second call reads it back, a changed file is refused."""
+    from lthlib.config import make_experiment
+    from lthlib.experiments import run_experiment
+    cfg = make_experiment("imp", "lenet", "mnist", "smoke", trials=1, rounds=2)
+    tr = run_experiment(cfg, tmp_path, device="cpu", progress=False).trials[0]
+    out = lmc.run_lmc(tr, [0, 2], points=5, runs_dir=tmp_path)
+    paths, summary, records = lmc.lmc_results(profile="smoke", runs_dir=tmp_path)
+    assert len(records) == 1 and records[0]["source_run_id"] == tr.record["run_id"]
+    assert set(records[0]["sha256"]) == set(lmc.LMC_FILES)
+    assert sorted(zip(summary.variant, summary.level)) == [("reinit", 2), ("ticket", 0),
+                                                           ("ticket", 2)]
+    assert len(paths) == 3 * 5 and (summary.instability >= 0).all()
+    assert lmc.run_lmc(tr, [0, 2], points=5, runs_dir=tmp_path) == out  # read back, not rerun
+    (out / "summary.csv").write_text("tampered\n")
+    with pytest.raises(ValueError, match="sha256"):
+        lmc.lmc_results(profile="smoke", runs_dir=tmp_path)
+    assert isinstance(paths, pd.DataFrame)
+
+
+def test_same_data_order_gives_zero_instability():
+    """Two copies trained by the engine with the same minibatch order end identical."""
+    from lthlib import engine
+    from lthlib.config import make_experiment
+    from lthlib.data import load_tensors_for
+    from lthlib.models import create_network
+    cfg = make_experiment("imp", "lenet", "mnist", "smoke")
+    data = load_tensors_for(cfg.data)
+    init = create_network("lenet", seed=3).state_dict()
+    a, b = engine.train_population("lenet", [init, init], [None, None], data, cfg.train,
+                                   [5, 5], device="cpu", threads=1)
+    net = create_network("lenet", seed=0)
+    path = lmc.path_errors(net, a.final_state, b.final_state, data.test_x, data.test_y,
+                           points=4)
+    assert lmc.instability(path["test_error"]) == 0.0
