@@ -38,6 +38,7 @@ from torch import Tensor
 from .config import TrainConfig, check_choice
 from .data import TensorSplit, batch_indices
 from .device import default_device as _resolve_device
+from .eval_worker import EvalWorker
 from .sparse_train import SPARSE_TRAIN_DENSITY, SparseStack, is_sparse_layer
 
 ENGINE_ARCHS = ("lenet", "mlp")
@@ -239,7 +240,72 @@ class _EvalSet:
         return self._transposed
 
 
-class _Stack:
+class _DenseWeights:
+    """Stacked weights that can evaluate themselves: a training stack, or a frozen copy of
+    one (:meth:`_Stack.snapshot`) that a helper thread evaluates while training goes on.
+    Both run the same code on equal tensors, so they give the same numbers bit for bit."""
+
+    def __init__(self, weights: list[Tensor], biases: list[Tensor], density: list[float],
+                 device: torch.device) -> None:
+        self.weights, self.biases, self.density, self.device = weights, biases, density, device
+        self.k = weights[0].shape[0]
+        self.version = 0  # updates so far: keys the sparse copies used for evaluation
+        self._sparse: tuple[int, dict[int, list[Tensor]]] | None = None
+
+    @torch.inference_mode()
+    def evaluate(self, data: _EvalSet) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy of every member on ``data``, all members at once."""
+        k, w, b = self.k, self.weights, self.biases
+        sparse = [i for i, d in enumerate(self.density) if d <= _SPARSE_EVAL_DENSITY]
+        if sparse and self.device.type == "cpu":
+            return self._evaluate_sparse(data, sparse)
+        out1 = w[0].shape[1]
+        w1 = w[0].view(k * out1, -1)
+        cap = max(1, _EVAL_FLOATS // (k * max(wt.shape[1] for wt in w)))
+        loss = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        for xc, cols, yc in data.chunks:
+            w1c = w1 if cols is None else w1.index_select(1, cols)
+            for start in range(0, len(yc), cap):
+                xb, yb = xc[start:start + cap], yc[start:start + cap]
+                m = len(yb)
+                h = torch.addmm(b[0].view(-1), xb, w1c.t()).relu_()
+                h = h.view(m, k, out1).transpose(0, 1)
+                for layer in range(1, len(w)):
+                    h = torch.baddbmm(b[layer].unsqueeze(1), h, w[layer].transpose(1, 2))
+                    if layer < len(w) - 1:
+                        h = h.relu_()
+                ce = F.cross_entropy(h.reshape(k * m, -1), yb.repeat(k), reduction="none")
+                loss += ce.view(k, m).sum(1, dtype=torch.float64)
+                correct += (h.argmax(2) == yb).sum(1)
+        return (loss / data.n).tolist(), (correct.double() / data.n).tolist()
+
+    def _evaluate_sparse(self, data: _EvalSet, layers: list[int]
+                         ) -> tuple[list[float], list[float]]:
+        """Member by member, with sparse (COO) copies of the very sparse layers (IMP late
+        levels): work proportional to the remaining weights. Same values up to rounding."""
+        if self._sparse is None or self._sparse[0] != self.version:
+            self._sparse = (self.version, {
+                i: [self.weights[i][j].to_sparse() for j in range(self.k)] for i in layers})
+        csr = self._sparse[1]
+        loss = torch.zeros(self.k, dtype=torch.float64)
+        correct = torch.zeros(self.k, dtype=torch.int64)
+        last = len(self.weights) - 1
+        for xt, yc in data.transposed():
+            for j in range(self.k):
+                h = xt
+                for i, (wt, bt) in enumerate(zip(self.weights, self.biases)):
+                    z = torch.sparse.mm(csr[i][j], h) if i in csr else torch.mm(wt[j], h)
+                    h = z.add_(bt[j].unsqueeze(1))
+                    if i < last:
+                        h = h.relu_()
+                logits = h.t()
+                loss[j] += F.cross_entropy(logits, yc, reduction="sum").double()
+                correct[j] += (logits.argmax(1) == yc).sum()
+        return (loss / data.n).tolist(), (correct.double() / data.n).tolist()
+
+
+class _Stack(_DenseWeights):
     """K networks' parameters, masks, gradients and optimizer state, stacked on one device."""
 
     def __init__(self, names: list[str], inits: Sequence[dict[str, Tensor]],
@@ -286,7 +352,13 @@ class _Stack:
         self.opt = _Optimizer(params, grads, cfg)
         self.in_features = self.weights[0].shape[2]
         self.version = 0  # updates so far: keys the sparse copies used for evaluation
-        self._sparse: tuple[int, dict[int, list[Tensor]]] | None = None
+        self._sparse = None
+
+    def snapshot(self) -> _DenseWeights:
+        """A frozen copy of the current weights, for evaluation beside training."""
+        return _DenseWeights([w.detach().clone() for w in self.weights],
+                             [b.detach().clone() for b in self.biases], list(self.density),
+                             self.device)
 
     # -- training step: forward and backward by hand, then one optimizer step --------------
 
@@ -339,60 +411,6 @@ class _Stack:
         self.opt.step(lr)
         self.version += 1
 
-    # -- evaluation --------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def evaluate(self, data: _EvalSet) -> tuple[list[float], list[float]]:
-        """Mean cross-entropy and accuracy of every member on ``data``, all members at once."""
-        k, w, b = self.k, self.weights, self.biases
-        sparse = [i for i, d in enumerate(self.density) if d <= _SPARSE_EVAL_DENSITY]
-        if sparse and self.device.type == "cpu":
-            return self._evaluate_sparse(data, sparse)
-        out1 = w[0].shape[1]
-        w1 = w[0].view(k * out1, -1)
-        cap = max(1, _EVAL_FLOATS // (k * max(wt.shape[1] for wt in w)))
-        loss = torch.zeros(k, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
-        for xc, cols, yc in data.chunks:
-            w1c = w1 if cols is None else w1.index_select(1, cols)
-            for start in range(0, len(yc), cap):
-                xb, yb = xc[start:start + cap], yc[start:start + cap]
-                m = len(yb)
-                h = torch.addmm(b[0].view(-1), xb, w1c.t()).relu_()
-                h = h.view(m, k, out1).transpose(0, 1)
-                for layer in range(1, len(w)):
-                    h = torch.baddbmm(b[layer].unsqueeze(1), h, w[layer].transpose(1, 2))
-                    if layer < len(w) - 1:
-                        h = h.relu_()
-                ce = F.cross_entropy(h.reshape(k * m, -1), yb.repeat(k), reduction="none")
-                loss += ce.view(k, m).sum(1, dtype=torch.float64)
-                correct += (h.argmax(2) == yb).sum(1)
-        return (loss / data.n).tolist(), (correct.double() / data.n).tolist()
-
-    def _evaluate_sparse(self, data: _EvalSet, layers: list[int]
-                         ) -> tuple[list[float], list[float]]:
-        """Member by member, with sparse (COO) copies of the very sparse layers (IMP late
-        levels): work proportional to the remaining weights. Same values up to rounding."""
-        if self._sparse is None or self._sparse[0] != self.version:
-            self._sparse = (self.version, {
-                i: [self.weights[i][j].to_sparse() for j in range(self.k)] for i in layers})
-        csr = self._sparse[1]
-        loss = torch.zeros(self.k, dtype=torch.float64)
-        correct = torch.zeros(self.k, dtype=torch.int64)
-        last = len(self.weights) - 1
-        for xt, yc in data.transposed():
-            for j in range(self.k):
-                h = xt
-                for i, (wt, bt) in enumerate(zip(self.weights, self.biases)):
-                    z = torch.sparse.mm(csr[i][j], h) if i in csr else torch.mm(wt[j], h)
-                    h = z.add_(bt[j].unsqueeze(1))
-                    if i < last:
-                        h = h.relu_()
-                logits = h.t()
-                loss[j] += F.cross_entropy(logits, yc, reduction="sum").double()
-                correct[j] += (logits.argmax(1) == yc).sum()
-        return (loss / data.n).tolist(), (correct.double() / data.n).tolist()
-
     def final_states(self) -> list[dict[str, Tensor]]:
         out = []
         for i in range(self.k):
@@ -428,9 +446,11 @@ def _train_part(names: list[str], inits: Sequence[dict[str, Tensor]],
                 masks: Sequence[dict[str, Tensor] | None], seeds: Sequence[int],
                 fit: tuple[Tensor, Tensor], evals: dict[str, _EvalSet], cfg: TrainConfig,
                 device: torch.device, bar: Any, intra_threads: int | None,
-                sparse_threshold: float | None = None) -> list[MemberResult]:
+                sparse_threshold: float | None = None, overlap_eval: bool = False
+                ) -> list[MemberResult]:
     """Train one stack of members through the whole schedule (one thread's work); with
-    ``sparse_threshold``, the very sparse members' stack (:mod:`lthlib.sparse_train`)."""
+    ``sparse_threshold``, the very sparse members' stack (:mod:`lthlib.sparse_train`); with
+    ``overlap_eval``, evaluation runs on a helper thread (:mod:`lthlib.eval_worker`)."""
     if intra_threads is not None:
         torch.set_num_threads(intra_threads)
     stack = (_Stack(names, inits, masks, cfg, device) if sparse_threshold is None
@@ -442,31 +462,45 @@ def _train_part(names: list[str], inits: Sequence[dict[str, Tensor]],
     shared = len(unique) == 1
     member_seed = torch.tensor([unique.index(s) for s in seeds], device=device)
     eval_points = set(_eval_iterations(cfg))
-    rows: list[list[dict[str, float]]] = [[] for _ in seeds]
-    for it in range(cfg.iterations + 1):
-        if it in eval_points:
-            row: list[dict[str, float]] = [{"iteration": it} for _ in seeds]
-            for split in ("train", "val", "test"):
-                losses, accs = stack.evaluate(evals[split])
-                for r, loss, acc in zip(row, losses, accs):
-                    r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
-            for history, r in zip(rows, row):
-                history.append(r)
-        if it == cfg.iterations:
-            break
-        if shared:
-            idx = streams[unique[0]].next()
-        else:
-            idx = torch.stack([streams[s].next() for s in unique])[member_seed]
-        stack.step(train_x[idx], train_y[idx], cfg.lr * _lr_factor(it, cfg))
-        if bar is not None:
-            bar.update(stack.k)
+    points: dict[int, list[dict[str, float]]] = {}  # iteration -> one row per member
+    worker = EvalWorker(lambda model: _eval_rows(model, evals)) if overlap_eval else None
+    try:
+        for it in range(cfg.iterations + 1):
+            if it in eval_points:
+                if worker is not None:
+                    worker.submit(it, stack.snapshot())
+                else:
+                    points[it] = _eval_rows(stack, evals)
+            if it == cfg.iterations:
+                break
+            if shared:
+                idx = streams[unique[0]].next()
+            else:
+                idx = torch.stack([streams[s].next() for s in unique])[member_seed]
+            stack.step(train_x[idx], train_y[idx], cfg.lr * _lr_factor(it, cfg))
+            if bar is not None:
+                bar.update(stack.k)
+    finally:
+        if worker is not None:
+            points.update(worker.results())
+    rows: list[list[dict[str, float]]] = [
+        [{"iteration": it, **points[it][j]} for it in sorted(points)] for j in range(len(seeds))]
     results = []
     for history, state in zip(rows, stack.final_states()):
         df = pd.DataFrame(history, columns=HISTORY_COLUMNS)
         df["iteration"] = df["iteration"].astype(int)
         results.append(MemberResult(df, state))
     return results
+
+
+def _eval_rows(model: Any, evals: dict[str, _EvalSet]) -> list[dict[str, float]]:
+    """One evaluation point: every member's loss and accuracy on train, val and test."""
+    row: list[dict[str, float]] = [{} for _ in range(model.k)]
+    for split in ("train", "val", "test"):
+        losses, accs = model.evaluate(evals[split])
+        for r, loss, acc in zip(row, losses, accs):
+            r[f"{split}_loss"], r[f"{split}_acc"] = loss, acc
+    return row
 
 
 def _split(k: int, device: torch.device, threads: int, parts: int | None) -> tuple[int, int]:
@@ -486,7 +520,8 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
                      train: TrainConfig, batch_seeds: list[int],
                      device: torch.device | str | None = None, progress: bool | str = False,
                      threads: int | None = None, parts: int | None = None,
-                     sparse_below: float | None = None) -> list[MemberResult]:
+                     sparse_below: float | None = None,
+                     overlap_eval: bool | None = None) -> list[MemberResult]:
     """Train every member as :func:`lthlib.train.train` would alone; results in input order.
 
     ``inits``: plain state dicts (``fc1.weight``, ``fc1.bias``, ...); ``masks``: per member
@@ -496,6 +531,8 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
     ``sparse_below``: on a CPU, members with a layer at or below this density train on the
     sparse path (:mod:`lthlib.sparse_train`; equal to train() up to rounding, not bit for
     bit); default :data:`~lthlib.sparse_train.SPARSE_TRAIN_DENSITY` on CPU, 0 (off) on GPU.
+    ``overlap_eval``: evaluate on a helper thread while training goes on (same numbers);
+    default: on a CPU, whenever the parts leave a thread spare (one network on two threads).
     """
     arch = check_choice("network", arch, ENGINE_ARCHS)
     k = len(inits)
@@ -524,21 +561,23 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
         bar = tqdm(total=train.iterations * k, leave=False, unit="net-it",
                    desc=progress if isinstance(progress, str) else f"train {k} nets")
 
-    def run(group: list[int], intra: int | None) -> list[MemberResult]:
+    def run(group: list[int], intra: int | None, overlap: bool = False) -> list[MemberResult]:
         return _train_part(names, [inits[i] for i in group], [masks[i] for i in group],
                            [seeds[i] for i in group], fit, evals, train, device, bar, intra,
-                           threshold if group[0] in sparse else None)
+                           threshold if group[0] in sparse else None, overlap)
 
     before = torch.get_num_threads()
     out: list[MemberResult | None] = [None] * k
     try:
         for members in ([i for i in range(k) if i not in sparse], sorted(sparse)):
             groups = _balanced_parts(members, seeds, n_parts)
+            overlap = (overlap_eval if overlap_eval is not None
+                       else device.type == "cpu" and len(groups) * intra < threads)
             if len(groups) == 1:
                 torch.set_num_threads(intra)
-                results = [run(groups[0], None)]
+                results = [run(groups[0], None, overlap)]
             else:
-                results = _run_threads(run, groups, intra)
+                results = _run_threads(lambda g, n: run(g, n, overlap), groups, intra)
             for group, res in zip(groups, results):
                 for i, r in zip(group, res):
                     out[i] = r

@@ -113,16 +113,17 @@ class SparseStack:
 
     def _forward(self, j: int, h: Tensor) -> list[Tensor]:
         """Activations in feature-major layout (features, batch), input first."""
-        acts = [h]
-        last = len(self.layers[j]) - 1
-        for i, (lay, b) in enumerate(zip(self.layers[j], self.biases[j])):
-            if isinstance(lay, _SparseLayer):
-                z = torch.sparse.mm(lay.matrix(), h).add_(b.unsqueeze(1))
-            else:
-                z = torch.addmm(b.unsqueeze(1), lay, h)
-            h = z.relu_() if i < last else z
-            acts.append(h)
-        return acts
+        return _forward(self._matrices(j), self.biases[j], h)
+
+    def _matrices(self, j: int) -> list[Tensor]:
+        return [lay.matrix() if isinstance(lay, _SparseLayer) else lay
+                for lay in self.layers[j]]
+
+    def snapshot(self) -> _SparseSnapshot:
+        """A frozen copy of every member's weights, for evaluation beside training."""
+        return _SparseSnapshot([[_frozen(m) for m in self._matrices(j)]
+                                for j in range(self.k)],
+                               [[b.detach().clone() for b in bs] for bs in self.biases])
 
     def step(self, x: Tensor, y: Tensor, lr: float) -> None:
         """One update of every member. x: (B, D) shared or (K, B, D) per member; y alike."""
@@ -153,18 +154,9 @@ class SparseStack:
                     dz = torch.ops.aten.threshold_backward(dz, below, 0.0)
         self.opt.step(lr)
 
-    @torch.no_grad()
     def evaluate(self, data: object) -> tuple[list[float], list[float]]:
         """Mean cross-entropy and accuracy of every member (``data``: the engine's eval set)."""
-        loss = torch.zeros(self.k, dtype=torch.float64)
-        correct = torch.zeros(self.k, dtype=torch.int64)
-        for xt, yc in data.transposed():  # type: ignore[attr-defined]
-            for j in range(self.k):
-                logits = self._forward(j, xt)[-1].t()
-                loss[j] += F.cross_entropy(logits, yc, reduction="sum").double()
-                correct[j] += (logits.argmax(1) == yc).sum()
-        n = data.n  # type: ignore[attr-defined]
-        return (loss / n).tolist(), (correct.double() / n).tolist()
+        return _evaluate([self._matrices(j) for j in range(self.k)], self.biases, data)
 
     def final_states(self) -> list[dict[str, Tensor]]:
         out = []
@@ -176,3 +168,56 @@ class SparseStack:
                 state[f"{name}.bias"] = b.detach().clone()
             out.append(state)
         return out
+
+
+class _SparseSnapshot:
+    """Frozen copies of a :class:`SparseStack`'s members: evaluated by the same code, so
+    with the same numbers, while the stack trains on."""
+
+    def __init__(self, matrices: list[list[Tensor]], biases: list[list[Tensor]]) -> None:
+        self.matrices, self.biases, self.k = matrices, biases, len(matrices)
+
+    def evaluate(self, data: object) -> tuple[list[float], list[float]]:
+        return _evaluate(self.matrices, self.biases, data)
+
+
+def _frozen(matrix: Tensor) -> Tensor:
+    """A copy of a dense or CSR weight (the CSR copy shares the fixed index arrays)."""
+    if matrix.layout != torch.sparse_csr:
+        return matrix.detach().clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(),
+                                       matrix.values().clone(), tuple(matrix.shape),
+                                       check_invariants=False)
+
+
+def _forward(matrices: Sequence[Tensor], biases: Sequence[Tensor], h: Tensor) -> list[Tensor]:
+    """Activations in feature-major layout (features, batch), input first; CSR or dense
+    weights."""
+    acts = [h]
+    last = len(matrices) - 1
+    for i, (mat, b) in enumerate(zip(matrices, biases)):
+        if mat.layout == torch.sparse_csr:
+            z = torch.sparse.mm(mat, h).add_(b.unsqueeze(1))
+        else:
+            z = torch.addmm(b.unsqueeze(1), mat, h)
+        h = z.relu_() if i < last else z
+        acts.append(h)
+    return acts
+
+
+@torch.inference_mode()
+def _evaluate(matrices: Sequence[Sequence[Tensor]], biases: Sequence[Sequence[Tensor]],
+              data: object) -> tuple[list[float], list[float]]:
+    """Mean cross-entropy and accuracy of every member, member by member per chunk."""
+    k = len(matrices)
+    loss = torch.zeros(k, dtype=torch.float64)
+    correct = torch.zeros(k, dtype=torch.int64)
+    for xt, yc in data.transposed():  # type: ignore[attr-defined]
+        for j in range(k):
+            logits = _forward(matrices[j], biases[j], xt)[-1].t()
+            loss[j] += F.cross_entropy(logits, yc, reduction="sum").double()
+            correct[j] += (logits.argmax(1) == yc).sum()
+    n = data.n  # type: ignore[attr-defined]
+    return (loss / n).tolist(), (correct.double() / n).tolist()
