@@ -730,8 +730,8 @@ def replicate_text(rows: pd.DataFrame, name: str) -> str:
 
 CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
                    "07_global_pruning": ("8",)}
-LEDGER_COLUMNS = ["claim", "dataset", "statement", "paper", "ours", "verdict", "profile",
-                  "trials", "levels"]
+LEDGER_COLUMNS = ["claim", "dataset", "statement", "paper", "ours", "95% CI", "verdict",
+                  "profile", "trials", "levels"]
 
 
 def ledger(runs_dir: str | Path | None = None, datasets: tuple[str, ...] | list[str] | None
@@ -757,18 +757,41 @@ def chapter_ledger(contexts: list[Context | None], figures: tuple[str, ...] | No
                    ) -> pd.DataFrame:
     """Verdict rows of a chapter: its figures' claims, for each shown dataset at the profile
     shown for it."""
+    from .claims import CSV_COLUMNS
+
     parts = [ledger(c.runs_dir, [c.dataset], c.profile,
                     figures or CHAPTER_FIGURES.get(c.chapter.name))
              for c in contexts if c is not None]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LEDGER_COLUMNS)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CSV_COLUMNS)
+
+
+def ledger_number(v: Any) -> str:
+    """A ledger number for reading: thousands as whole numbers with commas (iterations),
+    the rest to 3 significant digits; "-" when missing."""
+    if v is None or pd.isna(v):
+        return "-"
+    v = float(v)
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def ledger_interval(low: Any, high: Any) -> str:
+    """``[low, high]`` for reading; "-" when the claim has no interval."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "-"
+    return f"[{ledger_number(low)}, {ledger_number(high)}]"
 
 
 def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
-    """The ledger formatted for reading: dataset names, rounded numbers, no empty cells."""
+    """The ledger formatted for reading: dataset names, rounded numbers with their 95%
+    interval, verdicts from shortened profiles marked "indicative", no empty cells."""
     out = df.copy()
     out["dataset"] = out["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
-    out["ours"] = [("-" if pd.isna(v) else f"{float(v):.3g}") for v in out["ours"]]
-    out["verdict"] = out["verdict"].map(lambda v: f"**{v}**" if v != "not run" else v)
+    out["95% CI"] = [ledger_interval(lo, hi) for lo, hi in zip(out["ci_low"], out["ci_high"])]
+    out["ours"] = [ledger_number(v) for v in out["ours"]]
+    evidence = out["evidence"].fillna("") if "evidence" in out else pd.Series("", out.index)
+    out["verdict"] = [(f"**{v}**" if v != "not run" else v)
+                      + (" (indicative)" if e == "indicative" else "")
+                      for v, e in zip(out["verdict"], evidence)]
     for col in ("trials", "levels"):
         out[col] = [("-" if pd.isna(v) else str(int(v))) for v in out[col]]
     out["profile"] = out["profile"].replace("", "-")
@@ -778,15 +801,25 @@ def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
 
 def verdict_list(df: pd.DataFrame) -> str:
     """The ledger rows as a Markdown list (reads better than a wide table in a chapter):
-    verdict first, then the claim, the paper's value and ours."""
+    verdict first, then the claim, the paper's value, ours with its 95% interval, the rule
+    and, for claims about every level, the levels that hold, contradict or cannot tell."""
     if df.empty:
         return "*No claim of the ledger concerns this chapter.*"
     lines = []
-    for r in verdict_table(df).itertuples(index=False):
-        where = (f"{r.dataset}, {r.profile}, {r.trials} trial(s), {r.levels} levels"
-                 if r.profile != "-" else r.dataset)
-        lines.append(f"- {r.verdict} — {r.statement} Paper: {r.paper}; ours: {r.ours} "
-                     f"({where}). `{r.claim}`")
+    for r, raw in zip(verdict_table(df).to_dict("records"), df.to_dict("records")):
+        where = (f"{r['dataset']}, {r['profile']}, {r['trials']} trial(s), {r['levels']} "
+                 f"levels" if r["profile"] != "-" else r["dataset"])
+        ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "-" else ""
+        line = (f"- {r['verdict']} — {r['statement']} Paper: {r['paper']}; ours: "
+                f"{r['ours']}{ci} ({where}). `{r['claim']}`")
+        if raw["verdict"] != "not run":
+            line += f"\n  - Rule: {raw['rule']}."
+            if raw.get("detail"):
+                line += f" Levels: {raw['detail']}."
+            if raw.get("evidence") == "indicative":
+                line += (f" Indicative only: the {raw['profile']} profile is not one that can "
+                         f"test this claim, so the verdict is not counted in the totals.")
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -3,22 +3,34 @@ data, with the function that measures it on our results and the rule that turns 
 measurement into a verdict. No verdict is typed by hand: :func:`evaluate_claims` computes
 each one from the ``runs/`` store, and :func:`write_claims_csv` writes ``runs/claims.csv``.
 
-Verdicts are ``reproduced``, ``partly``, ``not reproduced`` and ``not run`` (the experiment,
-the Pm level, or the dataset a claim needs is missing). Pm levels are looked up as the
-nearest stored level within a relative tolerance of :data:`PM_REL_TOL` (15%): our one-shot
-targets and the paper's plotted points differ slightly, and a level further away than that
-is a different network, so the claim is "not run" rather than measured at the wrong point.
+Each claim's number is a mean over trials, given with a 95% bootstrap interval over those
+trials (:mod:`lthlib.verdicts`): the bootstrap draws whole trials, so a ticket is always
+compared with the re-init, dense network or one-shot run of its own seed (paired). The
+verdict is the claim's rule applied to that interval: ``reproduced``, ``partly``,
+``inconclusive`` (the trials cannot tell), ``not reproduced``, or ``not run`` (the
+experiment, the Pm level, or the dataset a claim needs is missing).
 
-Numbers are means over every stored network of a point (trials x re-initialisations), as the
-paper's plots are; accuracy differences are in percentage points (pp).
+Only verdicts at the ``paper`` profile, or at a profile named in :data:`TESTING_PROFILES` for
+the claim's figure, count as evidence; verdicts from shortened profiles are "indicative".
+
+Pm levels are looked up as the nearest stored level within a relative tolerance of
+:data:`PM_REL_TOL` (15%): our one-shot targets and the paper's plotted points differ
+slightly, and a level further away than that is a different network, so the claim is "not
+run" rather than measured at the wrong point. Accuracy differences are in percentage points.
+
+To add a claim, append a :func:`claim` to :data:`CLAIMS` (or to a new tuple joined to it)
+with a ``group`` (:data:`GROUPS`); its ``compute`` returns one value per row of the trial
+weights (see :func:`per_trial` for a number computed trial by trial).
 """
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -27,69 +39,42 @@ import pandas as pd
 from .config import (PROFILE_ORDER, PROFILES, ExperimentConfig, check_choice,
                      experiment_from_dict)
 from .store import RunStore, atomic_write_text, df_to_csv_text, resolve_runs_dir
+from .verdicts import (BOOTSTRAP_SEED, DRAWS, VERDICTS, Above, Below, EveryLevel, Interval,
+                       Monotone, Near, RatioNear, Rule, percentile_interval, resample_counts,
+                       spearman, weighted_mean)
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run")
-CSV_COLUMNS = ("claim", "statement", "paper", "ours", "verdict", "profile", "trials", "dataset",
-               "levels")
+CSV_COLUMNS = ("claim", "statement", "paper", "ours", "ci_low", "ci_high", "verdict",
+               "evidence", "rule", "profile", "trials", "dataset", "levels", "detail", "group")
 PM_REL_TOL = 0.15  # nearest stored Pm level must lie within 15% (relative) of the asked one
 RANGE_SLACK = 0.05  # Pm ranges ("67.5% >= Pm >= 17.6%") are widened by 5% at both ends
+GROUPS = ("figures", "appendix", "beyond the paper")  # sections of the ledger
+EVIDENCE = ("counted", "indicative")  # "counted": in the totals; "indicative": shown apart
+COUNTED_PROFILE = "paper"
+# Profiles besides "paper" that a chapter names as able to test a figure's claims: their
+# verdicts count in the totals. One line per figure, e.g. ``"8": ("converged-cpu",)``.
+TESTING_PROFILES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 Need = tuple[str, ...]  # (experiment, arch) or (experiment, arch, lr setting)
-Number = float | None
+Values = np.ndarray  # one value per row of the trial weights, shape (k,)
 
 
-# --- verdict rules: (ours, target, tolerance) -> verdict ------------------------------------
+@dataclass(frozen=True)
+class LevelValues:
+    """A per-level quantity: Pm of each level and its values, shape (levels, k)."""
 
-def at_least(ours: float, target: float, tol: float) -> str:
-    """Reproduced if ours >= target; partly if ours >= target - tol; else not reproduced."""
-    return "reproduced" if ours >= target else "partly" if ours >= target - tol \
-        else "not reproduced"
+    pms: tuple[float, ...]
+    values: np.ndarray
 
-
-def at_most(ours: float, target: float, tol: float) -> str:
-    """Reproduced if ours <= target; partly if ours <= target + tol; else not reproduced."""
-    return "reproduced" if ours <= target else "partly" if ours <= target + tol \
-        else "not reproduced"
-
-
-def near(ours: float, target: float, tol: float) -> str:
-    """Reproduced if |ours - target| <= tol; partly if <= 2 tol; else not reproduced."""
-    gap = abs(ours - target)
-    return "reproduced" if gap <= tol else "partly" if gap <= 2 * tol else "not reproduced"
+    def reduce(self, how: str) -> Values:
+        """Mean, min or max over levels (NaN levels ignored) for each weight row."""
+        fn = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}[
+            check_choice("reduction", how, ("mean", "min", "max"))]
+        with warnings.catch_warnings():  # an all-NaN column is NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(self.values, axis=0)
 
 
-def near_same_sign(ours: float, target: float, tol: float) -> str:
-    """Reproduced if |ours - target| <= tol; partly if the effect has the paper's sign but
-    another size; else not reproduced (for "X% earlier", "+0.5 pp" style claims)."""
-    if abs(ours - target) <= tol:
-        return "reproduced"
-    return "partly" if ours * target > 0 else "not reproduced"
-
-
-def ratio_near(ours: float, target: float, tol: float) -> str:
-    """Reproduced if ours is within a factor (1 + tol) of target; partly if it is on the same
-    side of 1 as target (the effect exists, with another size); else not reproduced."""
-    if ours > 0 and abs(math.log(ours / target)) <= math.log1p(tol):
-        return "reproduced"
-    return "partly" if (ours - 1) * (target - 1) > 0 else "not reproduced"
-
-
-def share(ours: float, target: float, tol: float) -> str:
-    """``ours`` is the share of Pm levels where the claimed ordering holds: reproduced if
-    ours >= target - tol; partly if ours >= 0.5 (it holds at most levels); else not."""
-    return "reproduced" if ours >= target - tol else "partly" if ours >= 0.5 \
-        else "not reproduced"
-
-
-RULE_TEXT: dict[Callable[..., str], str] = {
-    at_least: "reproduced if ours >= {t:g}; partly if >= {lo:g}",
-    at_most: "reproduced if ours <= {t:g}; partly if <= {hi:g}",
-    near: "reproduced if |ours - {t:g}| <= {tol:g}; partly if <= {tol2:g}",
-    near_same_sign: "reproduced if |ours - {t:g}| <= {tol:g}; partly if same sign as {t:g}",
-    ratio_near: "reproduced if ours is within a factor {f:g} of {t:g}; partly if on the "
-                "same side of 1",
-    share: "reproduced if share >= {lo:g}; partly if >= 0.5",
-}
+Measured = Values | LevelValues | None
 
 
 @dataclass(frozen=True)
@@ -101,28 +86,32 @@ class Claim:
     statement: str
     paper: str  # the paper's value as printed in the ledger
     needs: tuple[Need, ...]
-    compute: Callable[[Evidence], Number]  # our number, None when a level is missing
-    tolerance: float
-    rule: Callable[[float, float, float], str]
-    target: float = 0.0  # the paper's value as a number (the rule's threshold)
+    compute: Callable[[Evidence], Measured]  # None when a level or variant is missing
+    rule: Rule
     datasets: tuple[str, ...] | None = None  # None: any dataset; else only these
     reaches: float | None = None  # smallest Pm the statement covers (judged on needs[0])
-
-    def verdict(self, ours: Number) -> str:
-        """The rule applied to ``ours``; "not run" when ours is missing or not finite."""
-        if ours is None or not math.isfinite(ours):
-            return "not run"
-        return self.rule(float(ours), self.target, self.tolerance)
+    group: str = "figures"
 
     def criterion(self) -> str:
         """The verdict rule in words, with this claim's numbers filled in."""
-        t, tol = self.target, self.tolerance
-        text = RULE_TEXT[self.rule].format(t=t, tol=tol, tol2=2 * tol, lo=t - tol, hi=t + tol,
-                                           f=1 + tol)
+        text = self.rule.text()
         if self.reaches is not None:
             text += (f"; at most partly while the stored tickets stop short of Pm "
                      f"{100 * self.reaches:.3g}% by more than one 20% round")
         return text
+
+    def counted(self, profile: str) -> bool:
+        """Whether a verdict at ``profile`` counts as evidence (else it is indicative)."""
+        return profile == COUNTED_PROFILE or profile in TESTING_PROFILES.get(self.figure, ())
+
+
+def claim(id: str, figure: str, statement: str, paper: str, needs: tuple[Need, ...],
+          compute: Callable[[Evidence], Measured], rule: Rule,
+          datasets: tuple[str, ...] | None = None, reaches: float | None = None,
+          group: str = "figures") -> Claim:
+    """A :class:`Claim`, with its group checked against :data:`GROUPS`."""
+    return Claim(id, figure, statement, paper, needs, compute, rule, datasets, reaches,
+                 check_choice("group", group, GROUPS))
 
 
 # --- the evidence a claim is computed from ---------------------------------------------------
@@ -134,24 +123,74 @@ def need_key(need: Need) -> str:
 
 @dataclass
 class Evidence:
-    """Summaries (and, lazily, long metrics) of the experiments a claim needs, by need key."""
+    """Summaries (and, lazily, long metrics) of the experiments a claim needs, by need key,
+    with the weight each trial gets: ``weights[key]`` is ``(k, trials)``, one row per
+    bootstrap sample (absent: one row of ones, i.e. every trial once)."""
 
     summaries: Mapping[str, pd.DataFrame]
     metrics: Mapping[str, pd.DataFrame | Callable[[], pd.DataFrame]] = field(default_factory=dict)
     dataset: str = "mnist"
-    _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # shared by reweightings
 
     def summary(self, key: str) -> pd.DataFrame | None:
         return self.summaries.get(key)
 
     def long(self, key: str) -> pd.DataFrame | None:
         """The long metrics DataFrame of ``key`` (loaded once on first use)."""
-        if key not in self._cache:
+        if ("long", key) not in self._cache:
             src = self.metrics.get(key)
             if src is None:
                 return None
-            self._cache[key] = src() if callable(src) else src
-        return self._cache[key]
+            self._cache[("long", key)] = src() if callable(src) else src
+        return self._cache[("long", key)]
+
+    def seeds(self, key: str) -> tuple[int, ...]:
+        """The trials (seeds) stored for ``key``, sorted."""
+        s = self.summary(key)
+        if s is None or s.empty:
+            return ()
+        return tuple(sorted(int(x) for x in s["seed"].unique())) if "seed" in s else (0,)
+
+    def trial_weights(self, key: str) -> np.ndarray:
+        w = self.weights.get(key)
+        return np.ones((1, max(len(self.seeds(key)), 1))) if w is None else w
+
+    def reweighted(self, weights: Mapping[str, np.ndarray]) -> Evidence:
+        """The same evidence with other trial weights (the tables' cache is shared)."""
+        return replace(self, weights=dict(weights))
+
+    def table(self, key: str, metric: str, variant: str) -> tuple[pd.Series, np.ndarray]:
+        """Per level of ``variant``: mean Pm (Series indexed by level, Pm descending) and the
+        per-trial mean of ``metric`` over replicates, shape (levels, trials)."""
+        ck = ("table", key, metric, variant)
+        if ck not in self._cache:
+            s = self.summary(key)
+            if s is None or s.empty or metric not in s:
+                self._cache[ck] = (pd.Series(dtype=float), np.empty((0, 0)))
+            else:
+                rows = s[s["variant"] == variant]
+                if "seed" not in rows:
+                    rows = rows.assign(seed=0)
+                pm = rows.groupby("level")["pm"].mean().sort_values(ascending=False)
+                per = rows.groupby(["level", "seed"])[metric].mean().unstack("seed")
+                per = per.reindex(index=pm.index, columns=list(self.seeds(key)))
+                self._cache[ck] = (pm, per.to_numpy(dtype=float))
+        return self._cache[ck]
+
+    def curves(self, key: str, level: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Ticket test-accuracy curves at ``level``: iterations and per-trial values,
+        shape (iterations, trials)."""
+        ck = ("curves", key, level)
+        if ck not in self._cache:
+            m = self.long(key)
+            t = m[(m["variant"] == "ticket") & (m["level"] == level)]
+            if "seed" not in t:
+                t = t.assign(seed=0)
+            per = t.groupby(["iteration", "seed"])["test_acc"].mean().unstack("seed")
+            per = per.reindex(columns=list(self.seeds(key))).sort_index()
+            self._cache[ck] = (per.index.to_numpy(), per.to_numpy(dtype=float))
+        return self._cache[ck]
 
 
 def nearest_level(levels: pd.Series, pm: float, rel: float = PM_REL_TOL) -> Any:
@@ -163,51 +202,55 @@ def nearest_level(levels: pd.Series, pm: float, rel: float = PM_REL_TOL) -> Any:
     return best if dist[best] <= rel else None
 
 
-def level_means(summary: pd.DataFrame | None, metric: str, variant: str = "ticket"
-                ) -> pd.DataFrame:
-    """Per level of ``variant``: mean Pm and mean ``metric``, sorted by Pm (descending)."""
-    if summary is None or summary.empty or metric not in summary:
-        return pd.DataFrame(columns=["pm", "value"])
-    rows = summary[summary["variant"] == variant]
-    out = rows.groupby("level").agg(pm=("pm", "mean"), value=(metric, "mean"))
-    return out.sort_values("pm", ascending=False)
+def level_values(ev: Evidence, need: Need, metric: str, variant: str = "ticket"
+                 ) -> tuple[pd.Series, np.ndarray]:
+    """Per level of ``variant``: Pm (descending) and the trial-weighted mean of ``metric``,
+    shape (levels, k)."""
+    key = need_key(need)
+    pm, per = ev.table(key, metric, variant)
+    if pm.empty:
+        return pm, np.empty((0, 1))
+    return pm, weighted_mean(per, ev.trial_weights(key))
 
 
-def value_at(summary: pd.DataFrame | None, metric: str, pm: float, variant: str = "ticket",
-             rel: float = PM_REL_TOL) -> Number:
-    """Mean ``metric`` of ``variant`` at the stored level nearest ``pm`` (None if none)."""
-    means = level_means(summary, metric, variant)
-    lvl = nearest_level(means["pm"], pm, rel)
-    return None if lvl is None else float(means.loc[lvl, "value"])
+def value_at(ev: Evidence, need: Need, metric: str, pm: float, variant: str = "ticket",
+             rel: float = PM_REL_TOL) -> Values | None:
+    """Trial-weighted mean ``metric`` of ``variant`` at the stored level nearest ``pm``."""
+    pms, vals = level_values(ev, need, metric, variant)
+    lvl = nearest_level(pms, pm, rel)
+    return None if lvl is None else vals[pms.index.get_loc(lvl)]
 
 
-def in_range(means: pd.DataFrame, hi: float, lo: float, slack: float = RANGE_SLACK
-             ) -> pd.DataFrame:
-    """Rows of ``means`` with ``hi >= Pm >= lo`` (each bound widened by ``slack``)."""
-    return means[(means["pm"] <= hi * (1 + slack)) & (means["pm"] >= lo * (1 - slack))]
+def in_range(pms: pd.Series, hi: float, lo: float, slack: float = RANGE_SLACK) -> np.ndarray:
+    """Boolean mask of the levels with ``hi >= Pm >= lo`` (each bound widened by ``slack``)."""
+    return ((pms <= hi * (1 + slack)) & (pms >= lo * (1 - slack))).to_numpy()
 
 
-def _sub(a: Number, b: Number, scale: float = 1.0) -> Number:
+def per_trial(need: Need, fn: Callable[[pd.DataFrame], float]
+              ) -> Callable[[Evidence], Values | None]:
+    """A claim value computed trial by trial: ``fn`` maps one trial's summary rows to a
+    number; the claim's value is the trial-weighted mean of those numbers."""
+    def compute(ev: Evidence) -> Values | None:
+        key = need_key(need)
+        s = ev.summary(key)
+        if s is None or s.empty:
+            return None
+        seeds = ev.seeds(key)
+        per = np.array([fn(s[s["seed"] == sd]) if "seed" in s else fn(s) for sd in seeds],
+                       dtype=float)
+        return weighted_mean(per, ev.trial_weights(key))
+    return compute
+
+
+def _sub(a: Values | None, b: Values | None, scale: float = 1.0) -> Values | None:
     return None if a is None or b is None else scale * (a - b)
 
 
-def _ratio(a: Number, b: Number) -> Number:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def _rank_corr(x: Sequence[float], y: Sequence[float]) -> Number:
-    """Spearman rank correlation (no scipy): Pearson correlation of the ranks; 0 (no trend)
-    when either side is constant; None with fewer than 3 points."""
-    if len(x) < 3:
+def _ratio(a: Values | None, b: Values | None) -> Values | None:
+    if a is None or b is None:
         return None
-    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _share(flags: Sequence[bool]) -> Number:
-    return None if len(flags) == 0 else float(np.mean(flags))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
 
 
 # --- measurements used by several claims -----------------------------------------------------
@@ -218,300 +261,318 @@ IMP, ONESHOT = ("imp", "lenet"), ("oneshot", "lenet")
 FIG8 = {s: ("global-imp", "resnet18", s) for s in ("lr0.1", "lr0.01", "lr0.03-warmup")}
 
 
-def _s(ev: Evidence, need: Need) -> pd.DataFrame | None:
-    return ev.summary(need_key(need))
-
-
 def ticket_vs_dense(need: Need, metric: str, pm: float, variant: str = "ticket",
-                    scale: float = 1.0) -> Callable[[Evidence], Number]:
+                    scale: float = 1.0) -> Callable[[Evidence], Values | None]:
     """``variant`` at ``pm`` minus the dense network (level 0 ticket), times ``scale``."""
-    return lambda ev: _sub(value_at(_s(ev, need), metric, pm, variant),
-                           value_at(_s(ev, need), metric, 1.0), scale)
+    return lambda ev: _sub(value_at(ev, need, metric, pm, variant),
+                           value_at(ev, need, metric, 1.0), scale)
 
 
 def ratio_to_dense(need: Need, metric: str, pm: float, variant: str = "ticket"
-                   ) -> Callable[[Evidence], Number]:
-    return lambda ev: _ratio(value_at(_s(ev, need), metric, pm, variant),
-                             value_at(_s(ev, need), metric, 1.0))
+                   ) -> Callable[[Evidence], Values | None]:
+    return lambda ev: _ratio(value_at(ev, need, metric, pm, variant),
+                             value_at(ev, need, metric, 1.0))
 
 
-def shares_vs(need: Need, metric: str, hi: float, lo: float, better: str,
-              against: str = "dense") -> Callable[[Evidence], Number]:
-    """Share of ticket levels in [lo, hi] beating ``against`` ("dense" or a variant) on
-    ``metric``; ``better`` is "lower" (iterations) or "higher" (accuracy)."""
-    def compute(ev: Evidence) -> Number:
-        s = _s(ev, need)
-        means = in_range(level_means(s, metric), hi, lo)
-        means = means[means["pm"] < 1.0]
-        flags = []
-        for pm, val in zip(means["pm"], means["value"]):
-            ref = value_at(s, metric, 1.0) if against == "dense" else \
-                value_at(s, metric, pm, against, rel=0.01)
+def gaps_by_level(need: Need, metric: str, hi: float, lo: float, against: str = "reinit",
+                  scale: float = 100.0, flip: bool = False
+                  ) -> Callable[[Evidence], LevelValues | None]:
+    """Per pruned ticket level with ``hi >= Pm >= lo``: the ticket minus ``against`` (a
+    variant at the same level, or "dense"), times ``scale``; ``flip`` takes ``against``
+    minus the ticket (for iterations, where lower is better). Levels lacking the other
+    side are dropped."""
+    def compute(ev: Evidence) -> LevelValues | None:
+        pms, vals = level_values(ev, need, metric)
+        keep = in_range(pms, hi, lo) & (pms < 1.0).to_numpy()
+        out_pm, out = [], []
+        for (lvl, pm), v, k in zip(pms.items(), vals, keep):
+            if not k:
+                continue
+            ref = value_at(ev, need, metric, 1.0) if against == "dense" else \
+                value_at(ev, need, metric, pm, against, rel=0.01)
             if ref is not None:
-                flags.append(val < ref if better == "lower" else val > ref)
-        return _share(flags)
+                out_pm.append(float(pm))
+                out.append(scale * ((ref - v) if flip else (v - ref)))
+        return LevelValues(tuple(out_pm), np.array(out)) if out else None
     return compute
 
 
-def gap_vs(need: Need, metric: str, hi: float, lo: float, how: str = "mean",
-           against: str = "reinit") -> Callable[[Evidence], Number]:
-    """Ticket minus ``against`` (a variant at the same level, or "dense") in pp over the
-    pruned levels in [lo, hi], reduced by ``how`` ("mean", "min" or "max")."""
-    def compute(ev: Evidence) -> Number:
-        s = _s(ev, need)
-        means = in_range(level_means(s, metric), hi, lo)
-        gaps = [_sub(v, value_at(s, metric, 1.0) if against == "dense"
-                     else value_at(s, metric, pm, against, rel=0.01), 100.0)
-                for pm, v in zip(means["pm"], means["value"]) if pm < 1.0]
-        gaps = [g for g in gaps if g is not None]
-        return float(getattr(np, how)(gaps)) if gaps else None
+def reduce_levels(per_level: Callable[[Evidence], LevelValues | None], how: str
+                  ) -> Callable[[Evidence], Values | None]:
+    """A per-level quantity reduced over levels (mean, min or max) for each weight row."""
+    def compute(ev: Evidence) -> Values | None:
+        lv = per_level(ev)
+        return None if lv is None else lv.reduce(how)
     return compute
 
 
 def variant_gap(need: Need, metric: str, pm: float, a: str = "ticket", b: str = "reinit"
-                ) -> Callable[[Evidence], Number]:
+                ) -> Callable[[Evidence], Values | None]:
     """``a`` minus ``b`` at the level nearest ``pm``, in pp."""
-    return lambda ev: _sub(value_at(_s(ev, need), metric, pm, a),
-                           value_at(_s(ev, need), metric, pm, b), 100.0)
+    return lambda ev: _sub(value_at(ev, need, metric, pm, a),
+                           value_at(ev, need, metric, pm, b), 100.0)
 
 
-def pct_at(need: Need, metric: str, pm: float) -> Callable[[Evidence], Number]:
+def pct_at(need: Need, metric: str, pm: float) -> Callable[[Evidence], Values | None]:
     """The ticket's mean ``metric`` at ``pm``, in percent."""
-    return lambda ev: _sub(value_at(_s(ev, need), metric, pm), 0.0, 100.0)
+    return lambda ev: _sub(value_at(ev, need, metric, pm), 0.0, 100.0)
 
 
 def best_ticket(need: Need, metric: str, hi: float, lo: float, scale: float = 100.0
-                ) -> Callable[[Evidence], Number]:
-    def compute(ev: Evidence) -> Number:
-        means = in_range(level_means(_s(ev, need), metric), hi, lo)
-        return float(scale * means["value"].max()) if len(means) else None
+                ) -> Callable[[Evidence], Values | None]:
+    """The best level mean of the tickets with ``hi >= Pm >= lo``."""
+    def compute(ev: Evidence) -> Values | None:
+        pms, vals = level_values(ev, need, metric)
+        keep = in_range(pms, hi, lo)
+        return scale * np.nanmax(vals[keep], axis=0) if keep.any() else None
     return compute
 
 
 def worst_level(need: Need, metric: str, pm_min: float, variants: tuple[str, ...] = ("ticket",),
-                scale: float = 100.0) -> Callable[[Evidence], Number]:
-    """The smallest mean ``metric`` over levels of ``variants`` with Pm >= ``pm_min``."""
-    def compute(ev: Evidence) -> Number:
-        vals = [m.loc[m["pm"] >= pm_min, "value"] for v in variants
-                for m in [level_means(_s(ev, need), metric, v)]]
-        vals = pd.concat(vals) if vals else pd.Series(dtype=float)
-        return float(scale * vals.min()) if len(vals) else None
+                scale: float = 100.0) -> Callable[[Evidence], Values | None]:
+    """The smallest level mean of ``metric`` over levels of ``variants`` with Pm >= ``pm_min``."""
+    def compute(ev: Evidence) -> Values | None:
+        parts = [vals[(pms >= pm_min).to_numpy()] for v in variants
+                 for pms, vals in [level_values(ev, need, metric, v)] if len(pms)]
+        parts = [p for p in parts if len(p)]
+        return scale * np.nanmin(np.concatenate(parts), axis=0) if parts else None
     return compute
 
 
-def rank_corr_random(need: Need, metric: str) -> Callable[[Evidence], Number]:
-    """Rank correlation of Pm with ``metric`` for random sparse networks (dense included)."""
-    def compute(ev: Evidence) -> Number:
-        s = _s(ev, need)
-        means = level_means(s, metric, "random")
-        dense = value_at(s, metric, 1.0)
-        pms, vals = list(means["pm"]), list(means["value"])
+def rank_corr_random(need: Need, metric: str) -> Callable[[Evidence], Values | None]:
+    """Spearman correlation of Pm with the random sparse networks' level means of
+    ``metric`` (the dense network included as Pm 100%); needs 3 levels."""
+    def compute(ev: Evidence) -> Values | None:
+        pms, vals = level_values(ev, need, metric, "random")
+        pms = list(pms)
+        dense = value_at(ev, need, metric, 1.0)
         if dense is not None and not any(p >= 1.0 for p in pms):
-            pms, vals = pms + [1.0], vals + [dense]
-        return _rank_corr(pms, vals)
+            pms, vals = pms + [1.0], np.vstack([vals, dense[None, :]])
+        return spearman(np.array(pms), vals) if len(pms) >= 3 else None
     return compute
 
 
 def iterative_vs_oneshot(metric: str, better: str, pm_max: float = 0.10
-                         ) -> Callable[[Evidence], Number]:
-    """Share of one-shot levels with Pm <= ``pm_max`` where the iterative ticket at the
-    nearest iterative level is better (lower iterations / higher accuracy)."""
-    def compute(ev: Evidence) -> Number:
-        one = level_means(_s(ev, ONESHOT), metric)
-        it = _s(ev, IMP)
-        flags = []
-        for pm, val in zip(one["pm"], one["value"]):
-            other = value_at(it, metric, pm) if pm <= pm_max * (1 + RANGE_SLACK) else None
+                         ) -> Callable[[Evidence], LevelValues | None]:
+    """Per one-shot level with Pm <= ``pm_max``: how much better the iterative ticket at the
+    nearest iterative level is (one-shot minus iterative for ``better="lower"``, iterations;
+    iterative minus one-shot in pp for "higher"). The same seeds run both experiments, so
+    the bootstrap pairs them."""
+    def compute(ev: Evidence) -> LevelValues | None:
+        pms, vals = level_values(ev, ONESHOT, metric)
+        out_pm, out = [], []
+        for pm, one in zip(pms, vals):
+            other = value_at(ev, IMP, metric, pm) if pm <= pm_max * (1 + RANGE_SLACK) else None
             if other is not None:
-                flags.append(other < val if better == "lower" else other > val)
-        return _share(flags)
+                out_pm.append(float(pm))
+                out.append(one - other if better == "lower" else 100.0 * (other - one))
+        return LevelValues(tuple(out_pm), np.array(out)) if out else None
     return compute
 
 
 # Figure 3: test-accuracy curves of iterative tickets.
-def _curve(ev: Evidence, pm: float) -> pd.Series | None:
-    m = ev.long(need_key(IMP))
+def _curve(ev: Evidence, pm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Iterations and the trial-weighted mean ticket curve at ``pm``, shape (its, k)."""
+    key = need_key(IMP)
+    m = ev.long(key)
     if m is None or m.empty:
         return None
     t = m[m["variant"] == "ticket"]
     lvl = nearest_level(t.groupby("level")["pm"].mean(), pm)
-    return None if lvl is None else t[t["level"] == lvl].groupby("iteration")["test_acc"].mean()
+    if lvl is None:
+        return None
+    its, per = ev.curves(key, lvl)
+    return its, weighted_mean(per, ev.trial_weights(key))
 
 
-def learning_advantage(ev: Evidence, pm: float) -> Number:
+def learning_advantage(ev: Evidence, pm: float) -> Values | None:
     """Mean test-accuracy lead (pp) of the ticket at ``pm`` over the dense network during
     the dense network's learning phase (evaluations 0 < iteration <= its early stop)."""
     c, d = _curve(ev, pm), _curve(ev, 1.0)
-    stop = value_at(_s(ev, IMP), ES, 1.0)
+    stop = value_at(ev, IMP, ES, 1.0)
     if c is None or d is None or stop is None:
         return None
-    idx = d.index[(d.index > 0) & (d.index <= stop)].intersection(c.index)
-    return float(100 * (c[idx] - d[idx]).mean()) if len(idx) else None
+    common = np.intersect1d(c[0], d[0])
+    cv = c[1][np.searchsorted(c[0], common)]
+    dv = d[1][np.searchsorted(d[0], common)]
+    inside = (common[:, None] > 0) & (common[:, None] <= stop[None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = inside.sum(axis=0)
+        lead = np.where(inside, cv - dv, 0.0).sum(axis=0) / np.where(n > 0, n, 1)
+    return np.where(n > 0, 100 * lead, np.nan)
 
 
-def peak_gain(ev: Evidence, pm: float) -> Number:
+def peak_gain(ev: Evidence, pm: float) -> Values | None:
     """Peak of the ticket's mean test-accuracy curve minus the dense network's peak, pp."""
     c, d = _curve(ev, pm), _curve(ev, 1.0)
-    return None if c is None or d is None else float(100 * (c.max() - d.max()))
+    return None if c is None or d is None else 100 * (np.nanmax(c[1], axis=0)
+                                                      - np.nanmax(d[1], axis=0))
 
 
-def _c(id: str, figure: str, statement: str, paper: str, needs: tuple[Need, ...],
-       compute: Callable[[Evidence], Number], rule: Callable[..., str], target: float,
-       tolerance: float, datasets: tuple[str, ...] | None = None,
-       reaches: float | None = None) -> Claim:
-    return Claim(id, figure, statement, paper, needs, compute, tolerance, rule, target,
-                 datasets, reaches)
-
+PP, IT = "pp", "it."  # units printed in rules
 
 # --- the ledger ------------------------------------------------------------------------------
 
 CLAIMS: tuple[Claim, ...] = (
     # Figure 1: one-shot tickets against randomly sampled sparse networks.
-    _c("fig1-random-slower-when-sparser", "1",
-       "Random sparse networks reach early stop later the sparser they are "
-       "(rank correlation of Pm with early-stop iteration).", "-1 (monotone)", (ONESHOT,),
-       rank_corr_random(ONESHOT, ES), at_most, -0.5, 0.45),
-    _c("fig1-random-less-accurate-when-sparser", "1",
-       "Random sparse networks lose test accuracy the sparser they are "
-       "(rank correlation of Pm with test accuracy at early stop).", "+1 (monotone)",
-       (ONESHOT,), rank_corr_random(ONESHOT, ES_ACC), at_least, 0.5, 0.45),
-    _c("fig1-ticket-faster-than-random", "1",
-       "Tickets reach early stop before random sparse networks of the same Pm "
-       "(share of levels).", "all levels", (ONESHOT,),
-       shares_vs(ONESHOT, ES, 1.0, 0.0, "lower", "random"), share, 1.0, 0.2),
-    _c("fig1-ticket-more-accurate-than-random", "1",
-       "Tickets are more accurate at early stop than random sparse networks of the same Pm "
-       "(share of levels).", "all levels", (ONESHOT,),
-       shares_vs(ONESHOT, ES_ACC, 1.0, 0.0, "higher", "random"), share, 1.0, 0.2),
+    claim("fig1-random-slower-when-sparser", "1",
+          "Random sparse networks reach early stop later the sparser they are "
+          "(rank correlation of Pm with early-stop iteration).", "-1 (monotone)", (ONESHOT,),
+          rank_corr_random(ONESHOT, ES), Monotone(-1)),
+    claim("fig1-random-less-accurate-when-sparser", "1",
+          "Random sparse networks lose test accuracy the sparser they are "
+          "(rank correlation of Pm with test accuracy at early stop).", "+1 (monotone)",
+          (ONESHOT,), rank_corr_random(ONESHOT, ES_ACC), Monotone(+1)),
+    claim("fig1-ticket-faster-than-random", "1",
+          "Tickets reach early stop before random sparse networks of the same Pm, at every "
+          "level (ES random - ES ticket per level, iterations; ours: the weakest level).",
+          "> 0 at all levels", (ONESHOT,),
+          gaps_by_level(ONESHOT, ES, 1.0, 0.0, "random", scale=1.0, flip=True),
+          EveryLevel(0.0, "above", IT)),
+    claim("fig1-ticket-more-accurate-than-random", "1",
+          "Tickets are more accurate at early stop than random sparse networks of the same "
+          "Pm, at every level (ticket - random per level, pp; ours: the weakest level).",
+          "> 0 at all levels", (ONESHOT,), gaps_by_level(ONESHOT, ES_ACC, 1.0, 0.0, "random"),
+          EveryLevel(0.0, "above", PP)),
     # Figure 3: iterative tickets' test accuracy over training.
-    _c("fig3-51pct-learns-faster", "3",
-       "At Pm 51.3% the ticket leads the dense network while the latter learns "
-       "(mean test-accuracy lead, pp).", "> 0 pp", (IMP,),
-       lambda ev: learning_advantage(ev, 0.513), at_least, 0.0, 0.1),
-    _c("fig3-51pct-higher-accuracy", "3",
-       "At Pm 51.3% the ticket's peak test accuracy beats the dense network's (pp).",
-       "> 0 pp", (IMP,), lambda ev: peak_gain(ev, 0.513), at_least, 0.0, 0.1),
-    _c("fig3-21pct-faster-still", "3",
-       "At Pm 21.1% the ticket learns faster still: its lead over the dense network exceeds "
-       "the 51.3% ticket's (pp).", "> 0 pp", (IMP,),
-       lambda ev: _sub(learning_advantage(ev, 0.211), learning_advantage(ev, 0.513)),
-       at_least, 0.0, 0.1),
-    _c("fig3-below-21pct-slows", "3",
-       "Below 21.1% learning slows: the 7.0% ticket's lead is smaller than the 21.1% "
-       "ticket's (pp).", "> 0 pp", (IMP,),
-       lambda ev: _sub(learning_advantage(ev, 0.211), learning_advantage(ev, 0.07)),
-       at_least, 0.0, 0.1),
-    _c("fig3-3.6pct-regresses-to-dense", "3",
-       "At Pm 3.6% the ticket's peak test accuracy is back at the dense network's (pp).",
-       "≈ 0 pp", (IMP,), lambda ev: peak_gain(ev, 0.036), near, 0.0, 0.3),
+    claim("fig3-51pct-learns-faster", "3",
+          "At Pm 51.3% the ticket leads the dense network while the latter learns "
+          "(mean test-accuracy lead, pp).", "> 0 pp", (IMP,),
+          lambda ev: learning_advantage(ev, 0.513), Above(0.0, PP)),
+    claim("fig3-51pct-higher-accuracy", "3",
+          "At Pm 51.3% the ticket's peak test accuracy beats the dense network's (pp).",
+          "> 0 pp", (IMP,), lambda ev: peak_gain(ev, 0.513), Above(0.0, PP)),
+    claim("fig3-21pct-faster-still", "3",
+          "At Pm 21.1% the ticket learns faster still: its lead over the dense network "
+          "exceeds the 51.3% ticket's (pp).", "> 0 pp", (IMP,),
+          lambda ev: _sub(learning_advantage(ev, 0.211), learning_advantage(ev, 0.513)),
+          Above(0.0, PP)),
+    claim("fig3-below-21pct-slows", "3",
+          "Below 21.1% learning slows: the 7.0% ticket's lead is smaller than the 21.1% "
+          "ticket's (pp).", "> 0 pp", (IMP,),
+          lambda ev: _sub(learning_advantage(ev, 0.211), learning_advantage(ev, 0.07)),
+          Above(0.0, PP)),
+    claim("fig3-3.6pct-regresses-to-dense", "3",
+          "At Pm 3.6% the ticket's peak test accuracy is back at the dense network's (pp).",
+          "≈ 0 pp", (IMP,), lambda ev: peak_gain(ev, 0.036), Near(0.0, 0.25, PP)),
     # Figure 4a: iterative pruning, early stop.
-    _c("fig4a-early-stop-38pct-earlier", "4a",
-       "At Pm 21.1% tickets reach early stop 38% earlier than the dense network "
-       "(1 - ES(21.1%) / ES(100%)).", "0.38", (IMP,),
-       lambda ev: _sub(1.0, ratio_to_dense(IMP, ES, 0.211)(ev)), near_same_sign, 0.38, 0.15),
-    _c("fig4a-early-stop-back-at-3.6pct", "4a",
-       "At Pm 3.6% tickets' early stop is back at the dense network's (ES(3.6%) / ES(100%)).",
-       "≈ 1.0", (IMP,), ratio_to_dense(IMP, ES, 0.036), near, 1.0, 0.25),
-    _c("fig4a-test-acc-gain-13.5pct", "4a",
-       "At Pm 13.5% tickets' test accuracy at early stop beats the dense network's by more "
-       "than 0.3 pp.", "> 0.3 pp", (IMP,), ticket_vs_dense(IMP, ES_ACC, 0.135, scale=100),
-       at_least, 0.3, 0.3),
-    _c("fig4a-test-acc-back-at-3.6pct", "4a",
-       "At Pm 3.6% tickets' test accuracy at early stop is back at the dense level (pp).",
-       "≈ 0 pp", (IMP,), ticket_vs_dense(IMP, ES_ACC, 0.036, scale=100), near, 0.0, 0.3),
-    _c("fig4a-ticket-holds-to-3.6pct", "4a",
-       "Tickets' test accuracy at early stop does not drop below the dense network's before "
-       "Pm 2.9% (worst gap over pruned levels with Pm >= 3.3%, pp).", ">= 0 pp", (IMP,),
-       gap_vs(IMP, ES_ACC, 1.0, 0.033, "min", "dense"), at_least, -0.1, 0.3),
-    _c("fig4a-train-acc-gain-13.5pct", "4a",
-       "Training accuracy at early stop follows the test accuracy: the 13.5% ticket beats the "
-       "dense network (pp).", "> 0 pp", (IMP,),
-       ticket_vs_dense(IMP, ES_TRAIN, 0.135, scale=100), at_least, 0.0, 0.3),
-    _c("fig4a-reinit-slower-than-dense", "4a",
-       "Re-initialised networks learn slower than the dense network (ES reinit 21.1% / "
-       "ES dense).", "> 1", (IMP,), ratio_to_dense(IMP, ES, 0.211, "reinit"),
-       at_least, 1.0, 0.1),
-    _c("fig4a-reinit-below-dense-at-21pct", "4a",
-       "At Pm 21.1% re-initialised networks are less accurate at early stop than the dense "
-       "network (pp).", "< 0 pp", (IMP,),
-       ticket_vs_dense(IMP, ES_ACC, 0.211, "reinit", scale=100), at_most, 0.0, 0.2),
-    _c("fig4a-ticket-2.51x-faster-than-reinit", "4a",
-       "At Pm 21.1% tickets reach minimum validation loss 2.51x faster than when "
-       "re-initialised (ES reinit / ES ticket).", "2.51x", (IMP,),
-       lambda ev: _ratio(value_at(_s(ev, IMP), ES, 0.211, "reinit"),
-                         value_at(_s(ev, IMP), ES, 0.211)), ratio_near, 2.51, 0.5),
-    _c("fig4a-ticket-0.5pp-more-accurate-than-reinit", "4a",
-       "At Pm 21.1% tickets are 0.5 pp more accurate at early stop than re-initialised ones.",
-       "+0.5 pp", (IMP,), variant_gap(IMP, ES_ACC, 0.211), near_same_sign, 0.5, 0.3),
+    claim("fig4a-early-stop-38pct-earlier", "4a",
+          "At Pm 21.1% tickets reach early stop 38% earlier than the dense network "
+          "(1 - ES(21.1%) / ES(100%)).", "0.38", (IMP,),
+          lambda ev: _sub(1.0, ratio_to_dense(IMP, ES, 0.211)(ev)), Near(0.38, 0.1)),
+    claim("fig4a-early-stop-back-at-3.6pct", "4a",
+          "At Pm 3.6% tickets' early stop is back at the dense network's "
+          "(ES(3.6%) / ES(100%)).", "≈ 1.0", (IMP,), ratio_to_dense(IMP, ES, 0.036),
+          RatioNear(1.0, 1.25)),
+    claim("fig4a-test-acc-gain-13.5pct", "4a",
+          "At Pm 13.5% tickets' test accuracy at early stop beats the dense network's by "
+          "more than 0.3 pp.", "> 0.3 pp", (IMP,),
+          ticket_vs_dense(IMP, ES_ACC, 0.135, scale=100), Above(0.3, PP)),
+    claim("fig4a-test-acc-back-at-3.6pct", "4a",
+          "At Pm 3.6% tickets' test accuracy at early stop is back at the dense level (pp).",
+          "≈ 0 pp", (IMP,), ticket_vs_dense(IMP, ES_ACC, 0.036, scale=100),
+          Near(0.0, 0.25, PP)),
+    claim("fig4a-ticket-holds-to-3.6pct", "4a",
+          "Tickets' test accuracy at early stop does not drop below the dense network's "
+          "before Pm 2.9% (ticket - dense at every pruned level with Pm >= 3.3%, pp; ours: "
+          "the weakest level).", ">= 0 pp", (IMP,),
+          gaps_by_level(IMP, ES_ACC, 1.0, 0.033, "dense"), EveryLevel(0.0, "above", PP)),
+    claim("fig4a-train-acc-gain-13.5pct", "4a",
+          "Training accuracy at early stop follows the test accuracy: the 13.5% ticket beats "
+          "the dense network (pp).", "> 0 pp", (IMP,),
+          ticket_vs_dense(IMP, ES_TRAIN, 0.135, scale=100), Above(0.0, PP)),
+    claim("fig4a-reinit-slower-than-dense", "4a",
+          "Re-initialised networks learn slower than the dense network (ES reinit 21.1% / "
+          "ES dense).", "> 1", (IMP,), ratio_to_dense(IMP, ES, 0.211, "reinit"),
+          Above(1.0, "x")),
+    claim("fig4a-reinit-below-dense-at-21pct", "4a",
+          "At Pm 21.1% re-initialised networks are less accurate at early stop than the "
+          "dense network (pp).", "< 0 pp", (IMP,),
+          ticket_vs_dense(IMP, ES_ACC, 0.211, "reinit", scale=100), Below(0.0, PP)),
+    claim("fig4a-ticket-2.51x-faster-than-reinit", "4a",
+          "At Pm 21.1% tickets reach minimum validation loss 2.51x faster than when "
+          "re-initialised (ES reinit / ES ticket).", "2.51x", (IMP,),
+          lambda ev: _ratio(value_at(ev, IMP, ES, 0.211, "reinit"),
+                            value_at(ev, IMP, ES, 0.211)), RatioNear(2.51, 1.25)),
+    claim("fig4a-ticket-0.5pp-more-accurate-than-reinit", "4a",
+          "At Pm 21.1% tickets are 0.5 pp more accurate at early stop than re-initialised "
+          "ones.", "+0.5 pp", (IMP,), variant_gap(IMP, ES_ACC, 0.211), Near(0.5, 0.25, PP)),
     # Figure 4b / 12: end of training.
-    _c("fig4b-final-acc-gain-up-to-0.35pp", "4b",
-       "At the end of training iterative tickets still beat the dense network's test "
-       "accuracy, by up to 0.35 pp (best pruned level, pp).", "+0.35 pp", (IMP,),
-       gap_vs(IMP, FINAL_ACC, 1.0, 0.0, "max", "dense"), near_same_sign, 0.35, 0.25),
-    _c("fig12-train-acc-100-pm-ge-2pct", "12",
-       "Iterative tickets reach ≈100% training accuracy at the end of training for Pm >= 2% "
-       "(lowest level mean, %).", "≈ 100%", (IMP,), worst_level(IMP, FINAL_TRAIN, 0.02),
-       at_least, 99.5, 0.5),
-    _c("fig12-all-train-acc-100-pm-ge-5pct", "12",
-       "Tickets and re-initialised networks all reach ≈100% training accuracy for Pm >= 5% "
-       "(lowest level mean, %).", "≈ 100%", (IMP,),
-       worst_level(IMP, FINAL_TRAIN, 0.05, ("ticket", "reinit")), at_least, 99.5, 0.5),
+    claim("fig4b-final-acc-gain-up-to-0.35pp", "4b",
+          "At the end of training iterative tickets still beat the dense network's test "
+          "accuracy, by up to 0.35 pp (best pruned level, pp).", "+0.35 pp", (IMP,),
+          reduce_levels(gaps_by_level(IMP, FINAL_ACC, 1.0, 0.0, "dense"), "max"),
+          Near(0.35, 0.25, PP)),
+    claim("fig12-train-acc-100-pm-ge-2pct", "12",
+          "Iterative tickets reach ≈100% training accuracy at the end of training for "
+          "Pm >= 2% (lowest level mean, %).", "≈ 100%", (IMP,),
+          worst_level(IMP, FINAL_TRAIN, 0.02), Above(99.5, "%")),
+    claim("fig12-all-train-acc-100-pm-ge-5pct", "12",
+          "Tickets and re-initialised networks all reach ≈100% training accuracy for "
+          "Pm >= 5% (lowest level mean, %).", "≈ 100%", (IMP,),
+          worst_level(IMP, FINAL_TRAIN, 0.05, ("ticket", "reinit")), Above(99.5, "%")),
     # Figure 4c: one-shot pruning.
-    _c("fig4c-oneshot-earlier-67.5-17.6", "4c",
-       "One-shot tickets reach early stop before the dense network for 67.5% >= Pm >= 17.6% "
-       "(share of levels).", "all levels", (ONESHOT,),
-       shares_vs(ONESHOT, ES, 0.675, 0.176, "lower"), share, 1.0, 0.2),
-    _c("fig4c-oneshot-more-accurate-95-5.17", "4c",
-       "One-shot tickets are more accurate at early stop than the dense network for "
-       "95% >= Pm >= 5.17% (share of levels).", "all levels", (ONESHOT,),
-       shares_vs(ONESHOT, ES_ACC, 0.95, 0.0517, "higher"), share, 1.0, 0.2),
-    _c("fig4c-iterative-faster-at-small-pm", "4c",
-       "At small sizes (Pm <= 10%) iterative tickets reach early stop before one-shot ones "
-       "(share of levels).", "all levels", (IMP, ONESHOT),
-       iterative_vs_oneshot(ES, "lower"), share, 1.0, 0.25),
-    _c("fig4c-iterative-more-accurate-at-small-pm", "4c",
-       "At small sizes (Pm <= 10%) iterative tickets are more accurate at early stop than "
-       "one-shot ones (share of levels).", "all levels", (IMP, ONESHOT),
-       iterative_vs_oneshot(ES_ACC, "higher"), share, 1.0, 0.25),
+    claim("fig4c-oneshot-earlier-67.5-17.6", "4c",
+          "One-shot tickets reach early stop before the dense network for 67.5% >= Pm >= "
+          "17.6% (ES dense - ES ticket per level, iterations; ours: the weakest level).",
+          "> 0 at all levels", (ONESHOT,),
+          gaps_by_level(ONESHOT, ES, 0.675, 0.176, "dense", scale=1.0, flip=True),
+          EveryLevel(0.0, "above", IT)),
+    claim("fig4c-oneshot-more-accurate-95-5.17", "4c",
+          "One-shot tickets are more accurate at early stop than the dense network for "
+          "95% >= Pm >= 5.17% (ticket - dense per level, pp; ours: the weakest level).",
+          "> 0 at all levels", (ONESHOT,),
+          gaps_by_level(ONESHOT, ES_ACC, 0.95, 0.0517, "dense"), EveryLevel(0.0, "above", PP)),
+    claim("fig4c-iterative-faster-at-small-pm", "4c",
+          "At small sizes (Pm <= 10%) iterative tickets reach early stop before one-shot ones "
+          "(ES one-shot - ES iterative per level, iterations; ours: the weakest level).",
+          "> 0 at all levels", (IMP, ONESHOT), iterative_vs_oneshot(ES, "lower"),
+          EveryLevel(0.0, "above", IT)),
+    claim("fig4c-iterative-more-accurate-at-small-pm", "4c",
+          "At small sizes (Pm <= 10%) iterative tickets are more accurate at early stop than "
+          "one-shot ones (iterative - one-shot per level, pp; ours: the weakest level).",
+          "> 0 at all levels", (IMP, ONESHOT), iterative_vs_oneshot(ES_ACC, "higher"),
+          EveryLevel(0.0, "above", PP)),
     # Figure 8: ResNet-18, global iterative pruning, test accuracy at the end of training.
-    _c("fig8-lr0.1-dense-90.5pct", "8",
-       "The unpruned ResNet-18 at lr 0.1 reaches 90.5% test accuracy (CIFAR-10 only).",
-       "90.5%", (FIG8["lr0.1"],), pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0),
-       near, 90.5, 1.0, ("cifar10",)),
-    _c("fig8-lr0.1-no-winning-tickets", "8",
-       "At lr 0.1 there are no winning tickets: tickets do no better than re-initialised "
-       "networks (mean gap for Pm >= 11.8%, pp).", "≈ 0 pp", (FIG8["lr0.1"],),
-       gap_vs(FIG8["lr0.1"], FINAL_ACC, 0.999, 0.118), at_most, 1.0, 1.0, reaches=0.118),
-    _c("fig8-lr0.01-best-ticket-89.5pct", "8",
-       "At lr 0.01 the best ticket reaches 89.5% for 41.7% >= Pm >= 21.9% (CIFAR-10 only).",
-       "89.5%", (FIG8["lr0.01"],), best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219),
-       near, 89.5, 1.0, ("cifar10",), reaches=0.219),
-    _c("fig8-lr0.01-ticket-beats-reinit", "8",
-       "At lr 0.01 tickets beat re-initialised networks for 41.7% >= Pm >= 21.9% "
-       "(mean gap, pp).", "> 0 pp", (FIG8["lr0.01"],),
-       gap_vs(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219), at_least, 0.5, 0.5, reaches=0.219),
-    _c("fig8-lr0.01-short-of-dense-lr0.1", "8",
-       "At lr 0.01 the best ticket (41.7% >= Pm >= 21.9%) stays short of the unpruned network "
-       "at lr 0.1 (pp).", "-1.0 pp (89.5 vs 90.5)", (FIG8["lr0.01"], FIG8["lr0.1"]),
-       lambda ev: _sub(best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219)(ev),
-                       pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0)(ev)),
-       at_most, 0.0, 0.3, reaches=0.219),
-    _c("fig8-warmup-90.5pct-at-27.1pct", "8",
-       "With warmup (lr 0.03) the ticket at Pm 27.1% reaches 90.5% (CIFAR-10 only).", "90.5%",
-       (FIG8["lr0.03-warmup"],),
-       pct_at(FIG8["lr0.03-warmup"], FINAL_ACC, 0.271),
-       near, 90.5, 1.0, ("cifar10",)),
-    _c("fig8-warmup-matches-dense-lr0.1", "8",
-       "With warmup the ticket at Pm 27.1% matches the unpruned network at lr 0.1 (pp).",
-       "0 pp (90.5 vs 90.5)", (FIG8["lr0.03-warmup"], FIG8["lr0.1"]),
-       lambda ev: _sub(value_at(_s(ev, FIG8["lr0.03-warmup"]), FINAL_ACC, 0.271),
-                       value_at(_s(ev, FIG8["lr0.1"]), FINAL_ACC, 1.0), 100.0),
-       at_least, -0.3, 0.5, reaches=0.271),
-    _c("fig8-warmup-winning-to-11.8pct", "8",
-       "With warmup tickets still beat re-initialised networks for Pm >= 11.8% "
-       "(share of levels).", "all levels", (FIG8["lr0.03-warmup"],),
-       shares_vs(FIG8["lr0.03-warmup"], FINAL_ACC, 0.999, 0.118, "higher", "reinit"),
-       share, 1.0, 0.2, reaches=0.118),
+    claim("fig8-lr0.1-dense-90.5pct", "8",
+          "The unpruned ResNet-18 at lr 0.1 reaches 90.5% test accuracy (CIFAR-10 only).",
+          "90.5%", (FIG8["lr0.1"],), pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0),
+          Near(90.5, 1.0, "%"), ("cifar10",)),
+    claim("fig8-lr0.1-no-winning-tickets", "8",
+          "At lr 0.1 there are no winning tickets: tickets do no better than re-initialised "
+          "networks (mean gap for Pm >= 11.8%, pp).", "≈ 0 pp", (FIG8["lr0.1"],),
+          reduce_levels(gaps_by_level(FIG8["lr0.1"], FINAL_ACC, 0.999, 0.118), "mean"),
+          Below(0.5, PP), reaches=0.118),
+    claim("fig8-lr0.01-best-ticket-89.5pct", "8",
+          "At lr 0.01 the best ticket reaches 89.5% for 41.7% >= Pm >= 21.9% (CIFAR-10 only).",
+          "89.5%", (FIG8["lr0.01"],), best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219),
+          Near(89.5, 1.0, "%"), ("cifar10",), reaches=0.219),
+    claim("fig8-lr0.01-ticket-beats-reinit", "8",
+          "At lr 0.01 tickets beat re-initialised networks for 41.7% >= Pm >= 21.9% "
+          "(mean gap, pp).", "> 0 pp", (FIG8["lr0.01"],),
+          reduce_levels(gaps_by_level(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219), "mean"),
+          Above(0.0, PP), reaches=0.219),
+    claim("fig8-lr0.01-short-of-dense-lr0.1", "8",
+          "At lr 0.01 the best ticket (41.7% >= Pm >= 21.9%) stays short of the unpruned "
+          "network at lr 0.1 (pp).", "-1.0 pp (89.5 vs 90.5)", (FIG8["lr0.01"], FIG8["lr0.1"]),
+          lambda ev: _sub(best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219)(ev),
+                          pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0)(ev)),
+          Below(0.0, PP), reaches=0.219),
+    claim("fig8-warmup-90.5pct-at-27.1pct", "8",
+          "With warmup (lr 0.03) the ticket at Pm 27.1% reaches 90.5% (CIFAR-10 only).",
+          "90.5%", (FIG8["lr0.03-warmup"],), pct_at(FIG8["lr0.03-warmup"], FINAL_ACC, 0.271),
+          Near(90.5, 1.0, "%"), ("cifar10",)),
+    claim("fig8-warmup-matches-dense-lr0.1", "8",
+          "With warmup the ticket at Pm 27.1% matches the unpruned network at lr 0.1 (pp).",
+          "0 pp (90.5 vs 90.5)", (FIG8["lr0.03-warmup"], FIG8["lr0.1"]),
+          lambda ev: _sub(value_at(ev, FIG8["lr0.03-warmup"], FINAL_ACC, 0.271),
+                          value_at(ev, FIG8["lr0.1"], FINAL_ACC, 1.0), 100.0),
+          Near(0.0, 0.5, PP), reaches=0.271),
+    claim("fig8-warmup-winning-to-11.8pct", "8",
+          "With warmup tickets still beat re-initialised networks for Pm >= 11.8% "
+          "(ticket - re-init per level, pp; ours: the weakest level).", "> 0 at all levels",
+          (FIG8["lr0.03-warmup"],), gaps_by_level(FIG8["lr0.03-warmup"], FINAL_ACC, 0.999, 0.118),
+          EveryLevel(0.0, "above", PP), reaches=0.118),
 )
 
 
@@ -523,24 +584,118 @@ def get_claim(claim_id: str) -> Claim:
 
 def claims_table(claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """The ledger's definitions for the book: id, figure, statement, paper, needs, rule."""
-    return pd.DataFrame([{"claim": c.id, "figure": c.figure, "statement": c.statement,
-                          "paper": c.paper, "needs": ", ".join(map(need_key, c.needs)),
+    return pd.DataFrame([{"claim": c.id, "figure": c.figure, "group": c.group,
+                          "statement": c.statement, "paper": c.paper,
+                          "needs": ", ".join(map(need_key, c.needs)),
                           "verdict rule": c.criterion()} for c in claims])
 
 
-def assess(claim: Claim, evidence: Evidence) -> tuple[Number, str]:
-    """(our number, verdict) of ``claim`` on ``evidence``; "not run" if anything is missing
-    or the claim is restricted to other datasets."""
+# --- judging a claim -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Assessment:
+    """A claim judged on its evidence: our number with its interval, the verdict, the rule
+    as applied (with the pairing and trial count), and per-level notes for level claims."""
+
+    ours: float | None
+    ci: Interval | None
+    verdict: str
+    rule: str = ""
+    detail: str = ""
+
+    @property
+    def ci_low(self) -> float | None:
+        return None if self.ci is None or not self.ci.known else self.ci.low
+
+    @property
+    def ci_high(self) -> float | None:
+        return None if self.ci is None or not self.ci.known else self.ci.high
+
+
+NOT_RUN = Assessment(None, None, "not run")
+
+
+def trial_draws(evidence: Evidence, keys: Sequence[str], draws: int = DRAWS,
+                seed: int = BOOTSTRAP_SEED) -> tuple[dict[str, np.ndarray], int, bool]:
+    """Bootstrap weights per need key, the trial count n, and whether they are paired.
+
+    When every need holds the same seeds, one draw of seeds serves them all (paired: the
+    ticket, its controls and the other experiment of a seed move together) and n is that
+    count. Otherwise each need is drawn on its own and n is the smallest count."""
+    seeds = {k: evidence.seeds(k) for k in keys}
+    if len(set(seeds.values())) == 1:
+        n = len(next(iter(seeds.values())))
+        counts = resample_counts(max(n, 1), draws, seed)
+        return {k: counts for k in keys}, n, True
+    weights = {k: resample_counts(max(len(s), 1), draws, seed + i)
+               for i, (k, s) in enumerate(seeds.items())}
+    return weights, min(len(s) for s in seeds.values()), False
+
+
+def _pm_text(pms: Sequence[float]) -> str:
+    return ", ".join(f"{100 * p:.3g}%" for p in pms)
+
+
+def _level_detail(pms: Sequence[float], verdicts: Sequence[str]) -> str:
+    held = [p for p, v in zip(pms, verdicts) if v == "reproduced"]
+    against = [p for p, v in zip(pms, verdicts) if v == "not reproduced"]
+    unsure = [p for p, v in zip(pms, verdicts) if v == "inconclusive"]
+    parts = [f"holds at {len(held)} of {len(pms)} levels"]
+    if against:
+        parts.append(f"contradicted at Pm {_pm_text(against)}")
+    if unsure:
+        parts.append(f"inconclusive at Pm {_pm_text(unsure)}")
+    return "; ".join(parts)
+
+
+def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
+           seed: int = BOOTSTRAP_SEED) -> Assessment:
+    """``claim`` judged on ``evidence``: "not run" if anything is missing or the claim is
+    restricted to other datasets; else the estimate over all trials, its bootstrap interval
+    and the rule's verdict."""
     if claim.datasets is not None and evidence.dataset not in claim.datasets:
-        return None, "not run"
-    if any(evidence.summary(need_key(n)) is None for n in claim.needs):
-        return None, "not run"
-    ours = claim.compute(evidence)
-    ours = None if ours is None or not math.isfinite(ours) else float(ours)
-    verdict = claim.verdict(ours)
+        return NOT_RUN
+    keys = [need_key(n) for n in claim.needs]
+    if any(evidence.summary(k) is None for k in keys):
+        return NOT_RUN
+    point = claim.compute(evidence)
+    if point is None:
+        return NOT_RUN
+    weights, n, paired = trial_draws(evidence, keys, draws, seed)
+    boot = claim.compute(evidence.reweighted(weights))
+    how = (f"{'paired' if paired else 'unpaired'} bootstrap over {n} trial"
+           f"{'s' if n != 1 else ''}")
+    rule = f"{claim.criterion()}; {how}"
+    if isinstance(point, LevelValues):
+        ours, ci, verdict, detail = _judge_levels(claim, point, boot, n)
+    else:
+        ci = percentile_interval(float(point[0]), boot, n)
+        ours, verdict, detail = ci.estimate, claim.rule.verdict(ci), ""
+        if not math.isfinite(ours):
+            return NOT_RUN
     if verdict == "reproduced" and not reaches_depth(claim, evidence):
         verdict = "partly"  # the run stops above the sizes the statement is about
-    return ours, verdict
+    if not ci.known:
+        detail = "; ".join(filter(None, [detail, f"{n} trial(s): too few for an interval"]))
+    return Assessment(ours, ci, verdict, rule, detail)
+
+
+def _judge_levels(claim: Claim, point: LevelValues, boot: Measured, n: int
+                  ) -> tuple[float, Interval, str, str]:
+    """Per-level intervals and verdicts; ours and the interval are those of the weakest
+    level: a contradicting level first, else an inconclusive one, else any; among those, the
+    one whose estimate lies least on the claimed side."""
+    rule = claim.rule
+    assert isinstance(rule, EveryLevel) and isinstance(boot, LevelValues)
+    cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n)
+           for i in range(len(point.pms))]
+    verdicts = [rule.level_verdict(ci) for ci in cis]
+    sign = 1 if rule.side == "above" else -1
+    severity = {"not reproduced": 0, "inconclusive": 1, "reproduced": 2}
+    weakest = min(range(len(cis)), key=lambda i: (severity[verdicts[i]], sign * cis[i].estimate))
+    detail = _level_detail(point.pms, verdicts) + \
+        f"; weakest level Pm {_pm_text([point.pms[weakest]])}"
+    return cis[weakest].estimate, cis[weakest], rule.verdict(verdicts), detail
 
 
 def reaches_depth(claim: Claim, evidence: Evidence) -> bool:
@@ -548,8 +703,8 @@ def reaches_depth(claim: Claim, evidence: Evidence) -> bool:
     (within one 20% pruning round, i.e. the deepest Pm is at most 1.25 times it)."""
     if claim.reaches is None:
         return True
-    means = level_means(_s(evidence, claim.needs[0]), "pm")
-    return bool(len(means)) and float(means["pm"].min()) <= 1.25 * claim.reaches
+    s = evidence.summary(need_key(claim.needs[0]))
+    return s is not None and len(s) > 0 and float(s["pm"].min()) <= 1.25 * claim.reaches
 
 
 # --- reading the store -----------------------------------------------------------------------
@@ -613,8 +768,9 @@ def evaluate_claims(runs_dir: str | Path | None = None,
         ds = check_choice("dataset", ds, ("mnist", "fashionmnist", "cifar10"))
         for c in claims:
             row = {"claim": c.id, "statement": c.statement, "paper": c.paper, "ours": None,
-                   "verdict": "not run", "profile": "", "trials": None, "dataset": ds,
-                   "levels": None}
+                   "ci_low": None, "ci_high": None, "verdict": "not run", "evidence": "",
+                   "rule": c.criterion(), "profile": "", "trials": None, "dataset": ds,
+                   "levels": None, "detail": "", "group": c.group}
             prof = next((p for p in profiles if all(_group_key(n, ds, p) in inventory
                                                     for n in c.needs)), None)
             if prof is not None and (c.datasets is None or ds in c.datasets):
@@ -622,16 +778,22 @@ def evaluate_claims(runs_dir: str | Path | None = None,
                 results = {k: r for k, r in results.items() if r.trials}
                 ev = Evidence({k: r.summary for k, r in results.items()},
                               {k: r.metrics for k, r in results.items()}, ds)
-                ours, verdict = assess(c, ev)
-                row.update(ours=None if ours is None else round(ours, 4), verdict=verdict)
+                a = assess(c, ev)
+                row.update(ours=_round(a.ours), ci_low=_round(a.ci_low),
+                           ci_high=_round(a.ci_high), verdict=a.verdict,
+                           rule=a.rule or row["rule"], detail=a.detail)
                 if results:
                     row.update(profile=prof,
-                               trials=min(len(r.trials) for r in results.values()),
+                               trials=a.ci.n if a.ci is not None else
+                               min(len(r.trials) for r in results.values()),
                                levels=min(r.summary["level"].nunique()
                                           for r in results.values()))
+                if a.verdict != "not run":
+                    row["evidence"] = "counted" if c.counted(prof) else "indicative"
             rows.append(row)
     df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    df["ours"] = df["ours"].astype("Float64")
+    for col in ("ours", "ci_low", "ci_high"):
+        df[col] = df[col].astype("Float64")
     df["trials"] = df["trials"].astype("Int64")
     df["levels"] = df["levels"].astype("Int64")
     return df
@@ -646,10 +808,24 @@ def write_claims_csv(runs_dir: str | Path | None = None, path: str | Path | None
     return out
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 4)
+
+
 def ledger_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Verdict counts per dataset (columns in :data:`VERDICTS` order, plus a total)."""
-    counts = pd.crosstab(df["dataset"], df["verdict"])
-    counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
-    counts["total"] = counts.sum(axis=1)
-    counts.columns.name = None
+    """Verdict counts per dataset. The verdict columns and ``counted`` hold only evidence
+    (the ``paper`` profile and the profiles in :data:`TESTING_PROFILES`); ``indicative``
+    counts verdicts from other profiles, which are in no verdict column; ``not run`` the
+    rest. ``counted + indicative + not run`` is the number of claims."""
+    datasets = list(dict.fromkeys(df["dataset"]))
+    evidence = df.get("evidence", pd.Series("counted", index=df.index)).fillna("")
+    ran = df["verdict"] != "not run"
+    counted = df[ran & (evidence == "counted")]
+    counts = pd.crosstab(counted["dataset"], counted["verdict"])
+    counts = counts.reindex(index=datasets, columns=list(VERDICTS[:-1]), fill_value=0)
+    counts["counted"] = counts.sum(axis=1)
+    counts["indicative"] = (ran & (evidence == "indicative")).groupby(df["dataset"]).sum() \
+        .reindex(datasets).astype(int)
+    counts["not run"] = (~ran).groupby(df["dataset"]).sum().reindex(datasets).astype(int)
+    counts.index.name, counts.columns.name = "dataset", None
     return counts

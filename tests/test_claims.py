@@ -3,6 +3,7 @@ and end to end on a tiny fake runs/ store (no training)."""
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from lthlib import claims as C
 from lthlib.config import make_experiment
 from lthlib.store import RunStore
+from lthlib.verdicts import Below
 
 LEVEL_PMS = (1.0, .8, .64, .513, .41, .328, .262, .211, .168, .135, .107, .086, .07, .055,
              .044, .036, .029, .023, .019)
@@ -69,9 +71,15 @@ def metrics_rows(summary: pd.DataFrame, step: int = 250, last: int = 10_000) -> 
     return pd.DataFrame(rows)
 
 
+def judge(claim_id: str, summaries: dict, metrics: dict | None = None,
+          dataset: str = "mnist") -> C.Assessment:
+    return C.assess(C.get_claim(claim_id), C.Evidence(summaries, metrics or {}, dataset))
+
+
 def check(claim_id: str, summaries: dict, metrics: dict | None = None,
           dataset: str = "mnist") -> tuple[float | None, str]:
-    return C.assess(C.get_claim(claim_id), C.Evidence(summaries, metrics or {}, dataset))
+    a = judge(claim_id, summaries, metrics, dataset)
+    return a.ours, a.verdict
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +92,7 @@ def test_ledger_definitions_are_complete():
     assert len(ids) == len(set(ids))
     assert {c.figure for c in C.CLAIMS} == {"1", "3", "4a", "4b", "12", "4c", "8"}
     for c in C.CLAIMS:
-        assert c.rule in C.RULE_TEXT and c.tolerance >= 0 and c.criterion()
+        assert c.criterion() and c.group in C.GROUPS
         assert all(len(n) in (2, 3) for n in c.needs)
     table = C.claims_table()
     assert list(table["claim"]) == ids and table["verdict rule"].str.len().min() > 0
@@ -92,44 +100,28 @@ def test_ledger_definitions_are_complete():
         C.get_claim("no-such-claim")
 
 
-@pytest.mark.parametrize("rule,ours,target,tol,expected", [
-    (C.at_least, 0.4, 0.3, 0.3, "reproduced"), (C.at_least, 0.1, 0.3, 0.3, "partly"),
-    (C.at_least, -0.1, 0.3, 0.3, "not reproduced"), (C.at_most, -1, 0, 0.2, "reproduced"),
-    (C.at_most, 0.1, 0, 0.2, "partly"), (C.at_most, 0.5, 0, 0.2, "not reproduced"),
-    (C.near, 0.2, 0, 0.3, "reproduced"), (C.near, 0.5, 0, 0.3, "partly"),
-    (C.near, 0.7, 0, 0.3, "not reproduced"), (C.near_same_sign, 0.4, 0.38, 0.15, "reproduced"),
-    (C.near_same_sign, 0.9, 0.38, 0.15, "partly"),
-    (C.near_same_sign, -0.1, 0.38, 0.15, "not reproduced"),
-    (C.ratio_near, 2.0, 2.51, 0.5, "reproduced"), (C.ratio_near, 1.2, 2.51, 0.5, "partly"),
-    (C.ratio_near, 0.8, 2.51, 0.5, "not reproduced"), (C.share, 0.8, 1.0, 0.2, "reproduced"),
-    (C.share, 0.6, 1.0, 0.2, "partly"), (C.share, 0.2, 1.0, 0.2, "not reproduced"),
-])
-def test_rules(rule, ours, target, tol, expected):
-    assert rule(ours, target, tol) == expected
-
-
-def test_claim_verdict_missing_value_is_not_run():
-    claim = C.get_claim("fig4a-early-stop-38pct-earlier")
-    assert claim.verdict(None) == "not run" and claim.verdict(float("nan")) == "not run"
-
-
 def test_fig4a_crafted_match_is_reproduced(imp):
+    """Two trials that differ by a shift shared by every network of a seed: the paired
+    intervals are tight around the design values."""
     s = {"imp/lenet": imp}
-    ours, verdict = check("fig4a-early-stop-38pct-earlier", s)
-    assert ours == pytest.approx(0.38, abs=1e-9) and verdict == "reproduced"
+    a = judge("fig4a-early-stop-38pct-earlier", s)
+    assert a.ours == pytest.approx(0.38, abs=1e-9) and a.verdict == "reproduced"
+    assert a.ci.low <= a.ours <= a.ci.high and a.ci.n == 2
+    assert "paired bootstrap over 2 trials" in a.rule
     ours, verdict = check("fig4a-test-acc-gain-13.5pct", s)
     assert ours == pytest.approx(0.4) and verdict == "reproduced"
     ours, verdict = check("fig4a-ticket-2.51x-faster-than-reinit", s)
     assert ours == pytest.approx(2.51) and verdict == "reproduced"
     for cid in ("fig4a-early-stop-back-at-3.6pct", "fig4a-test-acc-back-at-3.6pct",
-                "fig4a-ticket-holds-to-3.6pct", "fig4a-train-acc-gain-13.5pct",
-                "fig4a-reinit-slower-than-dense", "fig4a-reinit-below-dense-at-21pct",
-                "fig4b-final-acc-gain-up-to-0.35pp", "fig12-train-acc-100-pm-ge-2pct",
-                "fig12-all-train-acc-100-pm-ge-5pct"):
+                "fig4a-train-acc-gain-13.5pct", "fig4a-reinit-slower-than-dense",
+                "fig4a-reinit-below-dense-at-21pct", "fig4b-final-acc-gain-up-to-0.35pp",
+                "fig12-train-acc-100-pm-ge-2pct", "fig12-all-train-acc-100-pm-ge-5pct",
+                "fig4a-ticket-0.5pp-more-accurate-than-reinit"):
         assert check(cid, s)[1] == "reproduced", cid
-    ours, verdict = check("fig4a-ticket-0.5pp-more-accurate-than-reinit", s)
-    assert ours == pytest.approx(100 * (interp(.211, TICKET_ACC) + 0.001))
-    assert verdict in ("reproduced", "partly")
+    # the design puts the ticket exactly at the dense accuracy at Pm 3.6%: a strict ">= 0"
+    # cannot be confirmed there, so that level is inconclusive and the claim partly holds
+    a = judge("fig4a-ticket-holds-to-3.6pct", s)
+    assert a.verdict == "partly" and "inconclusive at Pm 3.6%" in a.detail
 
 
 def test_fig4a_crafted_violation_is_not_reproduced():
@@ -142,6 +134,48 @@ def test_fig4a_crafted_violation_is_not_reproduced():
                 "fig4a-ticket-2.51x-faster-than-reinit", "fig4a-reinit-below-dense-at-21pct",
                 "fig4a-ticket-0.5pp-more-accurate-than-reinit", "fig4a-ticket-holds-to-3.6pct"):
         assert check(cid, s)[1] == "not reproduced", cid
+
+
+def noisy(summary: pd.DataFrame, metric: str, variant: str, level: int, offsets) -> pd.DataFrame:
+    """``summary`` with ``offsets[seed]`` added to ``metric`` of one variant at one level."""
+    out = summary.copy()
+    rows = (out["variant"] == variant) & (out["level"] == level)
+    out.loc[rows, metric] += out.loc[rows, "seed"].map(dict(enumerate(offsets)))
+    return out
+
+
+def test_the_cases_the_old_rules_let_through():
+    """Each lenient case of the old rules on crafted trials, judged by the new rules."""
+    five = summary_rows(seeds=range(5))
+    # re-inits 0.066 pp *above* dense at 21.1% (level 7), with trial noise: inconclusive,
+    # and with tight trials not reproduced; a wrong sign is never "partly"
+    above = five.copy()
+    above.loc[(above.variant == "reinit") & (above.level == 7), "early_stop_test_acc"] = \
+        DENSE_ACC + 0.00066
+    loose = noisy(above, "early_stop_test_acc", "reinit", 7, [0, .002, -.002, .001, -.001])
+    assert check("fig4a-reinit-below-dense-at-21pct", {"imp/lenet": loose})[1] == "inconclusive"
+    assert check("fig4a-reinit-below-dense-at-21pct", {"imp/lenet": above})[1] == \
+        "not reproduced"
+    # "2.51x faster": a tight 1.7x passed the old factor-1.5 band; now it is not reproduced
+    slow = five.copy()
+    rows = (slow.variant == "reinit") & (slow.level == 7)
+    ticket_es = slow.loc[(slow.variant == "ticket") & (slow.level == 7)].set_index("seed")
+    slow.loc[rows, "early_stop_iteration"] = \
+        1.7 * slow.loc[rows, "seed"].map(ticket_es["early_stop_iteration"])
+    a = judge("fig4a-ticket-2.51x-faster-than-reinit", {"imp/lenet": slow})
+    assert a.ours == pytest.approx(1.7) and a.verdict == "not reproduced"
+    # noisy dense early stops (2,500 to 4,800 across trials): the "38% earlier" interval is
+    # wide and the verdict inconclusive, though the mean sits near 0.38
+    wide = noisy(five, "early_stop_iteration", "ticket", 0, [-2500, -1000, 0, 800, 2700])
+    a = judge("fig4a-early-stop-38pct-earlier", {"imp/lenet": wide})
+    assert a.verdict == "inconclusive" and a.ci.high - a.ci.low > 0.2
+
+
+def test_one_trial_gives_no_interval_and_no_verdict():
+    one = summary_rows(seeds=(0,))
+    a = judge("fig4a-test-acc-gain-13.5pct", {"imp/lenet": one})
+    assert a.ours == pytest.approx(0.4) and a.verdict == "inconclusive"
+    assert a.ci_low is None and a.ci_high is None and "too few" in a.detail
 
 
 def test_missing_level_or_experiment_is_not_run(imp):
@@ -166,8 +200,8 @@ def test_nearest_level_tolerance():
 def test_fig3_curves(imp):
     m = metrics_rows(imp[imp["variant"] == "ticket"])
     ev = {"imp/lenet": imp}, {"imp/lenet": lambda: m}
-    ours, verdict = check("fig3-51pct-learns-faster", *ev)
-    assert ours > 0 and verdict == "reproduced"
+    a = judge("fig3-51pct-learns-faster", *ev)
+    assert a.ours > 0 and a.ci.low > 0 and a.verdict == "reproduced"
     assert check("fig3-21pct-faster-still", *ev)[1] == "reproduced"
     assert check("fig3-below-21pct-slows", *ev)[1] == "reproduced"
     assert check("fig3-51pct-higher-accuracy", *ev)[1] == "reproduced"
@@ -176,10 +210,10 @@ def test_fig3_curves(imp):
     assert check("fig3-51pct-learns-faster", {"imp/lenet": imp})[1] == "not run"
 
 
-def oneshot_rows(good: bool = True) -> pd.DataFrame:
+def oneshot_rows(good: bool = True, seeds=(0, 1)) -> pd.DataFrame:
     """One-shot summary with random sparse networks (worse than tickets when ``good``)."""
     pms = (1.0, .8, .64, .51, .41, .33, .26, .21, .168, .134, .107, .086, .069, .055, .044)
-    s = summary_rows(pms, ("ticket", "reinit"),
+    s = summary_rows(pms, ("ticket", "reinit"), seeds,
                      ticket_es={1.0: 1.0, .21: 0.7, .044: 1.3},
                      ticket_acc={1.0: 0.0, .95: .001, .21: .003, .055: .001, .044: -.003})
     rand = s[s["variant"] == "reinit"].assign(variant="random")
@@ -196,16 +230,45 @@ def test_fig1_and_fig4c(imp):
         assert check(cid, good)[1] == "reproduced", cid
         assert check(cid, bad)[1] == "not reproduced", cid
     assert check("fig1-random-slower-when-sparser", good)[0] == pytest.approx(-1.0)
-    assert check("fig4c-oneshot-earlier-67.5-17.6", good) == (1.0, "reproduced")
+    a = judge("fig4c-oneshot-earlier-67.5-17.6", good)
+    assert a.ours > 0 and a.verdict == "reproduced" and "holds at 7 of 7 levels" in a.detail
     assert check("fig4c-oneshot-more-accurate-95-5.17", good)[1] == "reproduced"
     both = {**good, "imp/lenet": imp}
-    ours, verdict = check("fig4c-iterative-faster-at-small-pm", both)
-    assert ours == 1.0 and verdict == "reproduced"
+    a = judge("fig4c-iterative-faster-at-small-pm", both)
+    assert a.ours > 0 and a.verdict == "reproduced" and "paired" in a.rule
     assert check("fig4c-iterative-more-accurate-at-small-pm", both)[1] == "reproduced"
 
 
-def fig8_rows(ticket_gain: float, dense: float = 0.905, best: float = 0.895) -> pd.DataFrame:
-    """ResNet-18 levels (global pruning): ticket = reinit + ``ticket_gain``."""
+def test_every_level_lists_the_levels_that_contradict():
+    """Tickets less accurate than random networks at three levels (as FashionMNIST's
+    41%, 3.5% and 1.9% points were) while 80% of levels hold: not reproduced, and the
+    ledger names the levels."""
+    rows = oneshot_rows(True, seeds=range(5))
+    bad_levels = rows[(rows.variant == "random")
+                      & rows.pm.round(3).isin([.41, .055, .044])]["level"].unique()
+    worse = (rows.variant == "random") & rows.level.isin(bad_levels)
+    rows.loc[worse, "early_stop_test_acc"] = DENSE_ACC + 0.01
+    a = judge("fig1-ticket-more-accurate-than-random", {"oneshot/lenet": rows})
+    assert a.verdict == "not reproduced"
+    assert "holds at 11 of 14 levels" in a.detail
+    assert "contradicted at Pm 41%, 5.5%, 4.4%" in a.detail
+    assert a.ci.high < 0  # ours is the weakest level, with its interval
+
+
+def test_monotone_claims_need_a_clear_monotone_trend():
+    rows = oneshot_rows(True, seeds=range(5))
+    rand = rows.variant == "random"
+    rng = np.random.default_rng(0)  # a weak trend buried in trial noise: rho near 0.5
+    rows.loc[rand, "early_stop_iteration"] = DENSE_ES * (1 + 0.05 * (1 - rows.loc[rand, "pm"])) \
+        + rng.normal(0, 400, rand.sum())
+    a = judge("fig1-random-slower-when-sparser", {"oneshot/lenet": rows})
+    assert a.verdict in ("inconclusive", "not reproduced") and a.ci.n == 5
+
+
+def fig8_rows(ticket_gain: float, dense: float = 0.905, best: float = 0.895,
+              seeds=(0,)) -> pd.DataFrame:
+    """ResNet-18 levels (global pruning): ticket = reinit + ``ticket_gain``, the same for
+    every seed in ``seeds``."""
     pms = [(3200 + 267_696 * 0.8 ** n) / 270_896 for n in range(13)]
     rows = []
     for level, pm in enumerate(pms):
@@ -216,16 +279,18 @@ def fig8_rows(ticket_gain: float, dense: float = 0.905, best: float = 0.895) -> 
             if level == 0:
                 acc = dense
             acc -= 0 if variant == "ticket" else ticket_gain
-            rows.append({"variant": variant, "level": level, "replicate": 0, "pm": pm,
-                         "early_stop_iteration": 1000, "early_stop_test_acc": acc,
-                         "final_test_acc": acc, "final_train_acc": 1.0, "seed": 0})
+            for seed in seeds:
+                rows.append({"variant": variant, "level": level, "replicate": 0, "pm": pm,
+                             "early_stop_iteration": 1000, "early_stop_test_acc": acc,
+                             "final_test_acc": acc, "final_train_acc": 1.0, "seed": seed})
     return pd.DataFrame(rows)
 
 
 def test_fig8_absolute_claims_only_on_cifar10():
-    s = {"global-imp/resnet18/lr0.1": fig8_rows(0.0),
-         "global-imp/resnet18/lr0.01": fig8_rows(0.02),
-         "global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905)}
+    three = (0, 1, 2)
+    s = {"global-imp/resnet18/lr0.1": fig8_rows(0.0, seeds=three),
+         "global-imp/resnet18/lr0.01": fig8_rows(0.02, seeds=three),
+         "global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905, seeds=three)}
     ours, verdict = check("fig8-lr0.01-best-ticket-89.5pct", s, dataset="cifar10")
     assert ours == pytest.approx(89.5) and verdict == "reproduced"
     assert check("fig8-lr0.01-best-ticket-89.5pct", s, dataset="mnist") == (None, "not run")
@@ -237,8 +302,23 @@ def test_fig8_absolute_claims_only_on_cifar10():
             (pytest.approx(-1.0), "reproduced")
         assert check("fig8-warmup-matches-dense-lr0.1", s, dataset=ds)[1] == "reproduced"
         assert check("fig8-warmup-winning-to-11.8pct", s, dataset=ds)[1] == "reproduced"
-    s["global-imp/resnet18/lr0.1"] = fig8_rows(0.03)  # winning tickets at lr 0.1: violated
+    s["global-imp/resnet18/lr0.1"] = fig8_rows(0.03, seeds=three)  # winning tickets at lr 0.1
     assert check("fig8-lr0.1-no-winning-tickets", s)[1] == "not reproduced"
+
+
+def test_fig8_equality_is_two_sided_and_unpaired_across_seed_sets():
+    """The warmup ticket 3.15 pp *above* the dense network at lr 0.1 used to pass a one-sided
+    rule; as an equality it is not reproduced. Settings with other seeds are drawn apart."""
+    three = (0, 1, 2)
+    s = {"global-imp/resnet18/lr0.1": fig8_rows(0.0, seeds=three),
+         "global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905 + 0.0315,
+                                                        seeds=three)}
+    a = judge("fig8-warmup-matches-dense-lr0.1", s)
+    assert a.ours == pytest.approx(3.15) and a.verdict == "not reproduced"
+    s["global-imp/resnet18/lr0.03-warmup"] = fig8_rows(0.02, 0.905, 0.905 + 0.0315,
+                                                       seeds=(0, 1))
+    a = judge("fig8-warmup-matches-dense-lr0.1", s)
+    assert "unpaired bootstrap over 2 trials" in a.rule and a.verdict == "not reproduced"
 
 
 # --- end to end on a fake store --------------------------------------------------------------
@@ -267,20 +347,43 @@ def test_evaluate_claims_end_to_end(fake_store, tmp_path, imp):
     assert len(df) == 2 * len(C.CLAIMS)
     assert set(df["verdict"]) <= set(C.VERDICTS)
     row = df[(df.claim == "fig4a-early-stop-38pct-earlier") & (df.dataset == "mnist")].iloc[0]
-    assert row.verdict == "reproduced" and row.profile == "quick" and row.trials == 1
-    assert row.ours == pytest.approx(0.38, abs=0.01)
+    # quick is the largest profile stored, with one trial: a number but no interval
+    assert row.profile == "quick" and row.trials == 1 and row.verdict == "inconclusive"
+    assert row.ours == pytest.approx(0.38, abs=0.01) and pd.isna(row.ci_low)
+    assert row.evidence == "indicative" and "0.38 ± 0.1" in row.rule
     assert row.levels == imp["level"].nunique()  # the run's sparsity levels, dense included
     smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
     row = smoke[smoke.claim == "fig4a-early-stop-38pct-earlier"].iloc[0]
     assert row.profile == "smoke" and row.trials == 2 and row.verdict == "reproduced"
+    assert row.ci_low <= row.ours <= row.ci_high and row.evidence == "indicative"
     # nothing stored for cifar10, one-shot or ResNet: "not run" with no number
     missing = df[(df.dataset == "cifar10") | df.claim.str.startswith(("fig1-", "fig8-", "fig4c-"))]
     assert (missing.verdict == "not run").all() and missing.ours.isna().all()
     assert (missing.profile == "").all() and missing.levels.isna().all()
+    assert missing.ci_low.isna().all() and (missing.evidence == "").all()
+    assert (df.rule.str.len() > 0).all()
     counts = C.ledger_summary(df)
-    assert list(counts.columns) == [*C.VERDICTS, "total"]
+    assert list(counts.columns) == [*C.VERDICTS[:-1], "counted", "indicative", "not run"]
     assert counts.loc["cifar10", "not run"] == len(C.CLAIMS)
-    assert counts["total"].tolist() == [len(C.CLAIMS)] * 2
+    assert (counts["counted"] == 0).all()  # no paper-profile result: nothing counts
+    ran = (df.dataset == "mnist") & (df.verdict != "not run")
+    assert counts.loc["mnist", "indicative"] == ran.sum() > 0
+    assert (counts[["counted", "indicative", "not run"]].sum(axis=1) == len(C.CLAIMS)).all()
+
+
+def test_totals_count_paper_and_named_testing_profiles(fake_store, monkeypatch):
+    """Smoke results are indicative, until the figure names smoke as able to test its claims
+    (what a converged CPU profile for Figure 8 will do): then they count."""
+    smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
+    counts = C.ledger_summary(smoke)
+    assert counts.loc["mnist", "counted"] == 0 and counts.loc["mnist", "indicative"] > 0
+    monkeypatch.setattr(C, "TESTING_PROFILES", MappingProxyType({"4a": ("smoke",)}))
+    smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
+    fig4a = smoke[smoke.claim.str.startswith("fig4a-")]
+    assert (fig4a.evidence == "counted").all()
+    assert (smoke[smoke.claim.str.startswith("fig3-") & (smoke.verdict != "not run")]
+            .evidence == "indicative").all()
+    assert C.ledger_summary(smoke).loc["mnist", "counted"] == len(fig4a)
 
 
 def test_write_claims_csv(fake_store, tmp_path):
@@ -291,7 +394,7 @@ def test_write_claims_csv(fake_store, tmp_path):
     back = pd.read_csv(path, keep_default_na=False)
     assert set(back["verdict"]) <= set(C.VERDICTS) and len(back) == len(C.CLAIMS)
     other = C.write_claims_csv(fake_store, tmp_path / "x" / "ledger.csv", datasets=("mnist",))
-    assert other.read_text() == path.read_text()
+    assert other.read_text() == path.read_text()  # seeded: the same store, the same ledger
 
 
 def test_empty_store_is_all_not_run(tmp_path):
@@ -304,13 +407,28 @@ def test_empty_store_is_all_not_run(tmp_path):
 def test_range_claims_need_the_depth_they_speak_about():
     """Two global-IMP rounds (Pm >= 64%) cannot confirm a claim about tickets down to 11.8%:
     a matching number is capped at "partly"; a run that goes deep enough is not capped."""
-    deep = {"global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905)}
+    three = (0, 1, 2)
+    deep = {"global-imp/resnet18/lr0.03-warmup": fig8_rows(0.02, 0.905, 0.905, seeds=three)}
     shallow = {k: v[v.level <= 2] for k, v in deep.items()}
     assert check("fig8-warmup-winning-to-11.8pct", deep)[1] == "reproduced"
     ours, verdict = check("fig8-warmup-winning-to-11.8pct", shallow)
-    assert ours == 1.0 and verdict == "partly"
+    assert ours == pytest.approx(2.0) and verdict == "partly"
     claim = C.get_claim("fig8-warmup-winning-to-11.8pct")
     assert "stop short of Pm 11.8%" in claim.criterion()
     upto7 = {k: v[v.level <= 7] for k, v in deep.items()}  # Pm 21.2%: within one round of 27.1%
     assert check("fig8-warmup-matches-dense-lr0.1",
-                 {**upto7, "global-imp/resnet18/lr0.1": fig8_rows(0.0)})[1] == "reproduced"
+                 {**upto7, "global-imp/resnet18/lr0.1": fig8_rows(0.0, seeds=three)})[1] == \
+        "reproduced"
+
+
+def test_a_claim_measured_trial_by_trial():
+    """``per_trial``: a number computed on each trial's rows, averaged with the bootstrap's
+    weights (how claims about other quantities plug into the ledger)."""
+    five = summary_rows(seeds=range(5))
+    deepest = C.per_trial(C.IMP, lambda rows: 100 * rows["pm"].min())
+    c = C.claim("test-deepest", "4a", "Deepest Pm (%).", "< 2%", (C.IMP,), deepest,
+                Below(2.0, "%"), group="beyond the paper")
+    a = C.assess(c, C.Evidence({"imp/lenet": five}))
+    assert a.ours == pytest.approx(1.9) and a.verdict == "reproduced" and a.ci.n == 5
+    with pytest.raises(ValueError, match="beyond the paper"):
+        C.claim("x", "4a", "x", "x", (C.IMP,), deepest, Below(2.0), group="elsewhere")

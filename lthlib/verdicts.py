@@ -1,0 +1,323 @@
+"""Verdicts that account for trial noise.
+
+A claim's number is a mean over trials, and trials disagree. So every verdict is taken on a
+95% interval, not on the mean alone: a seeded bootstrap draws the trials with replacement
+(all quantities of one draw come from the same drawn trials, so a ticket is always compared
+with the re-init, dense network or one-shot run of its own seed: the comparison is *paired*)
+and the interval is the middle 95% of the recomputed statistic.
+
+Each kind of claim has one small rule, a pure function of the interval:
+
+- :func:`inequality` (x > t or x < t): the interval must lie wholly on the claimed side;
+- :func:`equality` (x ≈ v): the interval must lie within v ± a tolerance stated in the claim;
+- :func:`ratio` ("2.51x"): the interval must lie within a stated factor of the paper's value;
+- :func:`every_level` ("at all levels"): combines the per-level inequality verdicts;
+- :func:`monotone` (a trend over sizes): Spearman rho and its interval.
+
+A rule can answer "inconclusive": the trials cannot tell. None answers "partly" for an
+effect of the wrong sign. The rule objects (:class:`Above`, :class:`Below`, :class:`Near`,
+:class:`RatioNear`, :class:`EveryLevel`, :class:`Monotone`) carry a claim's parameters and say
+the rule in words for the ledger's ``rule`` column.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+VERDICTS = ("reproduced", "partly", "inconclusive", "not reproduced", "not run")
+CONFIDENCE = 0.95
+DRAWS = 2000  # bootstrap samples: the interval's ends move by < 1% of its width between seeds
+BOOTSTRAP_SEED = 1803  # fixed, so a ledger recomputed from the same runs/ is identical
+MIN_TRIALS = 2  # one trial shows no noise: no interval, and the verdict is "inconclusive"
+MIN_FINITE = 0.9  # share of bootstrap samples that must give a number (else no interval)
+SIDES = ("above", "below")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate (all trials) with its bootstrap interval over ``n`` trials."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def known(self) -> bool:
+        """Whether the interval exists (enough trials, enough finite bootstrap samples)."""
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def __str__(self) -> str:
+        ci = f"[{self.low:.4g}, {self.high:.4g}]" if self.known else "no interval"
+        return f"{self.estimate:.4g} {ci} (n={self.n})"
+
+
+# --- the bootstrap ---------------------------------------------------------------------------
+
+def resample_counts(n: int, draws: int = DRAWS, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """``(draws, n)`` matrix: how often each of ``n`` trials is drawn in each bootstrap
+    sample (each row sums to ``n``). Seeded by (seed, n), so it never depends on call order."""
+    if n < 1 or draws < 1:
+        raise ValueError(f"n={n} and draws={draws}: both must be >= 1")
+    rng = np.random.default_rng([seed, n])
+    picks = rng.integers(0, n, size=(draws, n))
+    counts = np.zeros((draws, n))
+    np.add.at(counts, (np.arange(draws)[:, None], picks), 1.0)
+    return counts
+
+
+def percentile_interval(estimate: float, samples: np.ndarray, n: int,
+                        confidence: float = CONFIDENCE) -> Interval:
+    """The middle ``confidence`` of the finite ``samples`` around ``estimate``; no interval
+    (NaN ends) with fewer than :data:`MIN_TRIALS` trials or too many undefined samples."""
+    samples = np.asarray(samples, dtype=float).ravel()
+    finite = samples[np.isfinite(samples)]
+    if n < MIN_TRIALS or len(samples) == 0 or len(finite) < MIN_FINITE * len(samples):
+        return Interval(float(estimate), math.nan, math.nan, n)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(finite, [tail, 1 - tail])
+    return Interval(float(estimate), float(low), float(high), n)
+
+
+def bootstrap(stat: Callable[[np.ndarray], np.ndarray], n: int, draws: int = DRAWS,
+              seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> Interval:
+    """Interval of ``stat`` over ``n`` trials. ``stat`` maps a ``(k, n)`` matrix of trial
+    weights to ``k`` values; all-ones weights give the estimate, resampled counts the draws."""
+    estimate = float(np.asarray(stat(np.ones((1, n))), dtype=float).ravel()[0])
+    samples = np.asarray(stat(resample_counts(n, draws, seed)), dtype=float)
+    return percentile_interval(estimate, samples, n, confidence)
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row of ``weights`` (k, n), the weighted mean of ``values`` (..., n) over trials,
+    ignoring NaN (a trial without that value): shape (..., k)."""
+    values = np.asarray(values, dtype=float)
+    present = np.isfinite(values)
+    total = np.where(present, values, 0.0) @ weights.T
+    mass = present.astype(float) @ weights.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass > 0, total / np.where(mass > 0, mass, 1.0), np.nan)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of ``x`` (m,) with each column of ``y`` (m, k): Pearson
+    correlation of the ranks (ties get their mean rank); 0 where either side is constant."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float).reshape(len(x), -1)
+    rx = _ranks(x[:, None])[:, 0]
+    ry = _ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean(axis=0)
+    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx @ ry) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Column-wise ranks (1-based, ties averaged) of ``a`` (m, k)."""
+    order = a.argsort(axis=0, kind="stable")
+    ranks = np.empty_like(a, dtype=float)
+    np.put_along_axis(ranks, order, np.arange(1, len(a) + 1, dtype=float)[:, None]
+                      .repeat(a.shape[1], axis=1), axis=0)
+    for j in range(a.shape[1]):  # average tied ranks (rare: means of floats)
+        col = a[:, j]
+        _, inv, cnt = np.unique(col, return_inverse=True, return_counts=True)
+        if (cnt > 1).any():
+            sums = np.bincount(inv, weights=ranks[:, j])
+            ranks[:, j] = (sums / cnt)[inv]
+    return ranks
+
+
+# --- the rules: one small function each --------------------------------------------------------
+
+def inequality(ci: Interval, threshold: float, side: str) -> str:
+    """x > t (``side="above"``) or x < t (``"below"``): reproduced if the interval lies wholly
+    on the claimed side of t, not reproduced if wholly on the other side, else inconclusive."""
+    if side not in SIDES:
+        raise ValueError(f"side={side!r}: allowed values are {SIDES}")
+    if not ci.known:
+        return "inconclusive"
+    low, high = (ci.low, ci.high) if side == "above" else (-ci.high, -ci.low)
+    t = threshold if side == "above" else -threshold
+    return "reproduced" if low > t else "not reproduced" if high < t else "inconclusive"
+
+
+def equality(ci: Interval, value: float, tolerance: float) -> str:
+    """x ≈ v: reproduced if the interval lies within v ± tolerance, not reproduced if it lies
+    wholly outside that band, else inconclusive (partly in, partly out)."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance={tolerance}: must be >= 0")
+    return _band(ci, value - tolerance, value + tolerance)
+
+
+def ratio(ci: Interval, value: float, factor: float) -> str:
+    """x ≈ v for a ratio: reproduced if the interval lies within [v / factor, v * factor],
+    not reproduced if wholly outside, else inconclusive. Demanding only that the interval
+    *contain* v would reward noise: a wider interval (fewer or noisier trials) contains any
+    value more easily, so a vaguer experiment would pass more often than a precise one."""
+    if factor < 1 or value <= 0:
+        raise ValueError(f"factor={factor}, value={value}: need factor >= 1 and value > 0")
+    return _band(ci, value / factor, value * factor)
+
+
+def _band(ci: Interval, lo: float, hi: float) -> str:
+    if not ci.known:
+        return "inconclusive"
+    if lo <= ci.low and ci.high <= hi:
+        return "reproduced"
+    return "not reproduced" if ci.high < lo or ci.low > hi else "inconclusive"
+
+
+def every_level(level_verdicts: Sequence[str]) -> str:
+    """Combine per-level inequality verdicts: not reproduced if any level contradicts the
+    claim, reproduced if every level confirms it, inconclusive if none can tell, else partly
+    (some levels confirm it, the others cannot tell, none contradicts)."""
+    vs = set(level_verdicts)
+    if not vs:
+        return "not run"
+    if "not reproduced" in vs:
+        return "not reproduced"
+    if vs == {"reproduced"}:
+        return "reproduced"
+    return "inconclusive" if vs == {"inconclusive"} else "partly"
+
+
+RHO_MIN, RHO_FLOOR = 0.9, 0.5
+
+
+def monotone(rho: Interval, rho_min: float = RHO_MIN, floor: float = RHO_FLOOR) -> str:
+    """A monotone trend, ``rho`` the Spearman correlation signed so that the claimed
+    direction is positive. Reproduced if rho >= ``rho_min`` and its interval lies above
+    ``floor``; partly if the interval lies above ``floor`` but rho < ``rho_min`` (a clear
+    trend with reversals); not reproduced if the interval lies below ``floor`` (no clear
+    trend, or the opposite one); else inconclusive."""
+    if not rho.known:
+        return "inconclusive"
+    if rho.high < floor:
+        return "not reproduced"
+    if rho.low > floor:
+        return "reproduced" if rho.estimate >= rho_min else "partly"
+    return "inconclusive"
+
+
+# --- rule objects: a claim's parameters and its rule in words ----------------------------------
+
+PCT = f"{CONFIDENCE:.0%}"
+
+
+def _num(x: float, unit: str) -> str:
+    return f"{x:g}{unit}" if unit in ("%", "x") else f"{x:g} {unit}".rstrip()
+
+
+@dataclass(frozen=True)
+class Above:
+    """Claim x > threshold."""
+
+    threshold: float
+    unit: str = ""
+
+    def verdict(self, ci: Interval) -> str:
+        return inequality(ci, self.threshold, "above")
+
+    def text(self) -> str:
+        return (f"{PCT} CI above {_num(self.threshold, self.unit)} (below it: not reproduced; "
+                f"across it: inconclusive)")
+
+
+@dataclass(frozen=True)
+class Below:
+    """Claim x < threshold."""
+
+    threshold: float
+    unit: str = ""
+
+    def verdict(self, ci: Interval) -> str:
+        return inequality(ci, self.threshold, "below")
+
+    def text(self) -> str:
+        return (f"{PCT} CI below {_num(self.threshold, self.unit)} (above it: not reproduced; "
+                f"across it: inconclusive)")
+
+
+@dataclass(frozen=True)
+class Near:
+    """Claim x ≈ value, within ± tolerance (stated in the claim)."""
+
+    value: float
+    tolerance: float
+    unit: str = ""
+
+    def verdict(self, ci: Interval) -> str:
+        return equality(ci, self.value, self.tolerance)
+
+    def text(self) -> str:
+        lo, hi = self.value - self.tolerance, self.value + self.tolerance
+        return (f"{PCT} CI within {self.value:g} ± {_num(self.tolerance, self.unit)} = "
+                f"[{lo:g}, {hi:g}] (wholly outside: not reproduced; across an edge: "
+                f"inconclusive)")
+
+
+@dataclass(frozen=True)
+class RatioNear:
+    """Claim ratio ≈ value, within a factor (stated in the claim)."""
+
+    value: float
+    factor: float
+
+    def verdict(self, ci: Interval) -> str:
+        return ratio(ci, self.value, self.factor)
+
+    def text(self) -> str:
+        lo, hi = self.value / self.factor, self.value * self.factor
+        return (f"{PCT} CI within a factor {self.factor:g} of {self.value:g}x = "
+                f"[{lo:.3g}x, {hi:.3g}x] (wholly outside: not reproduced; across an edge: "
+                f"inconclusive)")
+
+
+@dataclass(frozen=True)
+class EveryLevel:
+    """Claim "at every level, x > threshold" (or below): judged level by level."""
+
+    threshold: float
+    side: str = "above"
+    unit: str = ""
+
+    def level_verdict(self, ci: Interval) -> str:
+        return inequality(ci, self.threshold, self.side)
+
+    def verdict(self, level_verdicts: Sequence[str]) -> str:
+        return every_level(level_verdicts)
+
+    def text(self) -> str:
+        other = "below" if self.side == "above" else "above"
+        t = _num(self.threshold, self.unit)
+        return (f"each level's {PCT} CI {self.side} {t} (any level {other} it: not "
+                f"reproduced; some across it, none {other}: partly)")
+
+
+@dataclass(frozen=True)
+class Monotone:
+    """Claim: the quantity moves monotonically with Pm (``sign`` +1: rises with Pm)."""
+
+    sign: int
+    rho_min: float = RHO_MIN
+    floor: float = RHO_FLOOR
+
+    def verdict(self, rho: Interval) -> str:
+        """``rho`` is the raw Spearman correlation with Pm (signed here)."""
+        s = 1 if self.sign > 0 else -1
+        lo, hi = sorted((s * rho.low, s * rho.high))
+        return monotone(Interval(s * rho.estimate, lo, hi, rho.n), self.rho_min, self.floor)
+
+    def text(self) -> str:
+        s = 1 if self.sign > 0 else -1
+        cmp, side, other = (">=", "above", "below") if s > 0 else ("<=", "below", "above")
+        r, f = s * self.rho_min, s * self.floor
+        return (f"Spearman rho of Pm with the level means {cmp} {r:g} and its {PCT} CI "
+                f"{side} {f:g} (CI {side} {f:g} only: partly; CI {other} {f:g}: not "
+                f"reproduced)")
+
+
+Rule = Above | Below | Near | RatioNear | EveryLevel | Monotone
