@@ -115,6 +115,9 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
             arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini",
             rounds=10),
+    # beyond the assignment: reads IMP trials that stored their masks (lthlib.tickets)
+    Chapter("08_examining_tickets", "Beyond the assignment: examining the tickets", "beyond",
+            datasets=("mnist", "fashionmnist")),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )

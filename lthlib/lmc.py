@@ -254,3 +254,61 @@ def run_lmc(trial: TrialRecord, levels: Sequence[int], points: int = 30,
               "sparse_path_below_density": engine.sparse_threshold(dev)}
     atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
     return out_dir
+
+
+def ensure_lmc(trials: Sequence[TrialRecord], levels: Sequence[int], points: int = 30,
+               runs_dir: str | Path | None = None, compute: bool = True
+               ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """The measurements of ``trials`` at ``levels`` (path rows, summary, records), computing
+    missing ones when ``compute``; trials without a stored measurement are left out."""
+    store = RunStore(runs_dir)
+    data: TensorSplit | None = None
+    paths, sums, records = [], [], []
+    for tr in trials:
+        t = tr.config
+        cfg = LMCConfig(tr.record["run_id"], t.model.arch, t.data.dataset, t.profile, t.seed,
+                        tuple(int(v) for v in levels), int(points))
+        got = load_lmc(lmc_dir(store, cfg))
+        if got is None and compute:
+            data = data if data is not None else load_tensors_for(t.data)
+            got = load_lmc(run_lmc(tr, levels, points, runs_dir, data=data))
+        if got is None:
+            continue
+        p, s, r = got
+        paths.append(p.assign(seed=t.seed))
+        sums.append(s.assign(seed=t.seed))
+        records.append(r)
+    if not records:
+        return pd.DataFrame(), pd.DataFrame(), []
+    return pd.concat(paths, ignore_index=True), pd.concat(sums, ignore_index=True), records
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lthlib.lmc --dataset mnist --profile quick --levels 0 3 7 11 15 18``:
+    measure every finished IMP trial of the group that stored its masks."""
+    import argparse
+
+    from .tickets import mask_trials
+    p = argparse.ArgumentParser(prog="python -m lthlib.lmc", description=main.__doc__)
+    p.add_argument("--arch", default="lenet")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--levels", type=int, nargs="+", required=True)
+    p.add_argument("--points", type=int, default=30)
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: all")
+    p.add_argument("--runs-dir", default=None)
+    args = p.parse_args(argv)
+    trials = [tr for tr in mask_trials(args.arch, args.dataset, args.profile,
+                                       runs_dir=args.runs_dir)
+              if args.seeds is None or tr.config.seed in args.seeds]
+    if not trials:
+        raise SystemExit(f"no finished IMP trials with masks for {args.arch}-{args.dataset}-"
+                         f"{args.profile}")
+    data = load_tensors_for(trials[0].config.data)
+    for tr in trials:
+        out = run_lmc(tr, args.levels, args.points, args.runs_dir, data=data)
+        print(out, json.loads((out / "record.json").read_text())["wall_time_s"], flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -181,3 +181,112 @@ def map_correlation(pictures: Sequence[np.ndarray]) -> list[float]:
     """Pearson correlation of every pair of connectivity pictures (e.g. across seeds)."""
     return [float(np.corrcoef(p.reshape(-1), q.reshape(-1))[0, 1])
             for p, q in itertools.combinations(pictures, 2)]
+
+
+# --- tables for the chapter ------------------------------------------------------------------
+
+def ensure_mask_trials(dataset: str, profile: str, trials: int, seed: int,
+                       arch: str = "lenet", runs_dir: str | Path | None = None,
+                       compute: bool = True) -> list[TrialRecord]:
+    """IMP trials ``seed .. seed + trials - 1`` with stored masks, computing missing ones
+    (finished trials are read back, never recomputed)."""
+    from .experiments import run
+
+    want = set(range(seed, seed + trials))
+    have = [tr for tr in mask_trials(arch, dataset, profile, runs_dir=runs_dir)
+            if tr.config.seed in want and tr.config == _default_imp(tr, arch, dataset, profile)]
+    if len(have) < trials and compute:
+        run("imp", arch, dataset, profile, trials, runs_dir, seed=seed, progress=False)
+        have = [tr for tr in mask_trials(arch, dataset, profile, runs_dir=runs_dir)
+                if tr.config.seed in want]
+    return have
+
+
+def _default_imp(tr: TrialRecord, arch: str, dataset: str, profile: str):
+    from dataclasses import replace
+
+    from .config import make_experiment
+    return replace(make_experiment("imp", arch, dataset, profile, 1), seed=tr.config.seed)
+
+
+def nearest_levels(pm_by_level: Mapping[int, float], targets: Sequence[float]) -> list[int]:
+    """The stored levels whose Pm is nearest (in log scale) to each target, deduplicated."""
+    if not pm_by_level:
+        raise ValueError("no levels to choose from")
+    out: list[int] = []
+    for t in targets:
+        lv = min(pm_by_level, key=lambda k: abs(np.log(pm_by_level[k]) - np.log(t)))
+        if lv not in out:
+            out.append(lv)
+    return sorted(out)
+
+
+def connectivity_table(trials: Sequence[TrialRecord], levels: Sequence[int],
+                       layer: str = "fc1", border: int = 4) -> "pd.DataFrame":
+    """Per level: share of a pixel's connections kept on the image border and in its centre,
+    for the ticket (mean over trials) and a random mask of the same per-layer density, and
+    how alike the trials' connectivity pictures are (mean pairwise correlation)."""
+    import pandas as pd
+
+    rows = []
+    for level in levels:
+        pics, rand = [], []
+        for tr in trials:
+            m = ticket_masks(tr, level)[layer]
+            pics.append(input_connectivity(m) / m.shape[0])
+            r = random_masks_like({layer: m}, seed=tr.config.seed * 1000 + level)[layer]
+            rand.append(input_connectivity(r) / r.shape[0])
+        tb, tc = border_and_centre(np.mean(pics, axis=0), border)
+        rb, rc = border_and_centre(np.mean(rand, axis=0), border)
+        corr = map_correlation(pics) if len(pics) > 1 else []
+        rows.append({"level": level, "pm": level_pm(trials[0])[level],
+                     "ticket_border": tb, "ticket_centre": tc, "random_border": rb,
+                     "random_centre": rc,
+                     "map_correlation": float(np.mean(corr)) if corr else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def survivor_table(trials: Sequence[TrialRecord], levels: Sequence[int],
+                   quantile: float = 0.25) -> "pd.DataFrame":
+    """Per level and layer: the share of survivors whose |θ0| lies below the ``quantile`` of
+    all |θ0| of the layer (``quantile`` when survival ignores θ0), and mean |θ0| of the
+    survivors over the mean of all, averaged over trials."""
+    import pandas as pd
+
+    rows = []
+    for level in levels:
+        per: dict[str, list[tuple[float, float]]] = {}
+        for tr in trials:
+            init, masks = theta0(tr), ticket_masks(tr, level)
+            for layer in sorted(masks):
+                all_w, kept = survivor_values(init, masks, layer)
+                per.setdefault(layer, []).append(
+                    (small_share(kept, all_w, quantile),
+                     float(np.abs(kept).mean() / np.abs(all_w).mean())))
+        for layer, vals in per.items():
+            rows.append({"level": level, "pm": level_pm(trials[0])[level], "layer": layer,
+                         "small_share": float(np.mean([v[0] for v in vals])),
+                         "magnitude_ratio": float(np.mean([v[1] for v in vals]))})
+    return pd.DataFrame(rows)
+
+
+def overlap_table(trials: Sequence[TrialRecord], levels: Sequence[int]) -> "pd.DataFrame":
+    """Per level and layer (and all layers): mean pairwise Jaccard of the trials' masks, the
+    chance value for their density, and their ratio."""
+    import pandas as pd
+
+    rows = []
+    for level in levels:
+        sets = [ticket_masks(tr, level) for tr in trials]
+        for layer in [*sorted(sets[0]), "all"]:
+            names = None if layer == "all" else [layer]
+            sub = [m if names is None else {layer: m[layer]} for m in sets]
+            d = float(np.mean([density(m) for m in sub]))
+            jac = pairwise_jaccard(sub)
+            chance = chance_jaccard(d)
+            rows.append({"level": level, "pm": level_pm(trials[0])[level], "layer": layer,
+                         "density": d, "jaccard": float(np.mean(jac)) if jac else float("nan"),
+                         "chance": chance,
+                         "ratio": float(np.mean(jac)) / chance if jac and chance else float("nan"),
+                         "pairs": len(jac)})
+    return pd.DataFrame(rows)

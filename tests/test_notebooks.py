@@ -25,7 +25,8 @@ ORDER = [pytest.param(p.stem, marks=pytest.mark.slow) if p.stem == "07_global_pr
 # Chapter parameters for the smoke run (besides profile, trials, runs_dir).
 SMOKE_EXTRA = {"03_training": {"rerun_iterations": 30},
                "07_global_pruning": {"rounds": 1},
-               "appendix_fashion_mlp": {"demo_iterations": 100}}
+               "appendix_fashion_mlp": {"demo_iterations": 100},
+               "08_examining_tickets": {"trials": 2, "lmc_points": 5}}
 
 
 def _images(path: Path) -> int:
