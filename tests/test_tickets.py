@@ -126,13 +126,50 @@ def test_instability_definition():
     assert torch.equal(lmc.interpolate(a, b, 0.25)["w"], torch.full((2,), 0.25))
 
 
-def test_run_lmc_stores_and_reads_back(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_store(tmp_path_factory):
+    """Two smoke IMP trials (seeds 3 and 4) with stored masks."""
+    root = tmp_path_factory.mktemp("runs")
+    trs = tickets.ensure_mask_trials("mnist", "smoke", 2, 3, runs_dir=root)
+    return root, trs
+
+
+def test_tables_on_stored_trials(smoke_store):
+    root, trs = smoke_store
+    assert [t.config.seed for t in trs] == [3, 4]
+    again = tickets.ensure_mask_trials("mnist", "smoke", 2, 3, runs_dir=root, compute=False)
+    assert [t.path for t in again] == [t.path for t in trs]  # read back, nothing trained
+    pm = tickets.level_pm(trs[0])
+    assert tickets.nearest_levels(pm, (1.0, 0.8, 0.79, 0.6)) == [0, 1, 2]
+    conn = tickets.connectivity_table(trs, [1, 2])
+    # per-layer densities are exact: fc1 keeps 0.8^level of its weights, ticket and random
+    for row in conn.itertuples():
+        pic_mean = (row.ticket_border * (28 * 28 - 20 * 20) + row.ticket_centre * 20 * 20) / 784
+        assert pic_mean == pytest.approx(0.8 ** row.level, abs=1e-6)
+    over = tickets.overlap_table(trs, [2])
+    assert set(over.layer) == {"fc1", "fc2", "fc3", "all"} and (over.pairs == 1).all()
+    assert over.set_index("layer").loc["fc1", "chance"] == pytest.approx(0.64 / 1.36)
+    surv = tickets.survivor_table(trs, [2])
+    assert (surv.small_share < 0.25).all() and (surv.magnitude_ratio > 1).all()
+
+
+def test_figures_draw(smoke_store):
+    import matplotlib
+    matplotlib.use("Agg")
+    from lthlib import ticket_plots
+    _, trs = smoke_store
+    for fig in (ticket_plots.connectivity_figure(trs, [1, 2]),
+                ticket_plots.survivor_histograms(trs[0], [1, 2]),
+                ticket_plots.overlap_figure(tickets.overlap_table(trs, [1, 2]))):
+        assert fig.axes
+        matplotlib.pyplot.close(fig)
+
+
+def test_run_lmc_stores_and_reads_back(smoke_store):
     """A smoke-sized measurement on a stored IMP trial: the record names its source and
     hashes its files, a second call reads it back, a changed file is refused."""
-    from lthlib.config import make_experiment
-    from lthlib.experiments import run_experiment
-    cfg = make_experiment("imp", "lenet", "mnist", "smoke", trials=1, rounds=2)
-    tr = run_experiment(cfg, tmp_path, device="cpu", progress=False).trials[0]
+    tmp_path, trs = smoke_store
+    tr = trs[0]
     out = lmc.run_lmc(tr, [0, 2], points=5, runs_dir=tmp_path)
     paths, summary, records = lmc.lmc_results(profile="smoke", runs_dir=tmp_path)
     assert len(records) == 1 and records[0]["source_run_id"] == tr.record["run_id"]
@@ -141,6 +178,12 @@ def test_run_lmc_stores_and_reads_back(tmp_path):
                                                            ("ticket", 2)]
     assert len(paths) == 3 * 5 and (summary.instability >= 0).all()
     assert lmc.run_lmc(tr, [0, 2], points=5, runs_dir=tmp_path) == out  # read back, not rerun
+    import matplotlib
+    matplotlib.use("Agg")
+    from lthlib import ticket_plots
+    assert ticket_plots.instability_figure(summary, paths).axes
+    _, again, _ = lmc.ensure_lmc(trs[:1], [0, 2], 5, tmp_path, compute=False)
+    assert again.drop(columns="seed").equals(summary.drop(columns="seed"))
     (out / "summary.csv").write_text("tampered\n")
     with pytest.raises(ValueError, match="sha256"):
         lmc.lmc_results(profile="smoke", runs_dir=tmp_path)
