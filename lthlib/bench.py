@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from . import engine
 from .config import TrainConfig
@@ -269,21 +270,236 @@ def imp_trial_pair(profile: str = "quick", seed: int = 0, echo: Callable[[str], 
     return result
 
 
-def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int) -> float:
-    """One evaluation point (train-eval + val + test) per member, population-batched."""
+# --- a whole IMP trial: lthlib against a straightforward implementation -------------------
+#
+# The reference below is what a careful newcomer writes from the paper: one network at a
+# time on in-memory tensors, Adam(fused=True), masks from torch.nn.utils.prune, and the same
+# evaluation schedule (train-eval, validation and test sets every eval_every iterations and
+# at the end, no-grad, large batches). It is part of the benchmark only.
+
+def _reference_evaluate(net: torch.nn.Module, x: Tensor, y: Tensor,
+                        batch: int = 5000) -> tuple[float, float]:
+    net.eval()
+    loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(y), batch):
+            logits = net(x[i:i + batch])
+            loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+            correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    net.train()
+    return loss / len(y), correct / len(y)
+
+
+def _reference_train(net: torch.nn.Module, data: TensorSplit, cfg: TrainConfig,
+                     seed: int) -> list[dict[str, float]]:
+    """Train one (possibly pruned) LeNet; the history of evaluations."""
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
+    gen = torch.Generator().manual_seed(seed)
+    x_all = data.train_x.reshape(len(data.train_y), -1)
+    y_all = data.train_y
+    splits = {"train": (data.train_eval_x.reshape(len(data.train_eval_y), -1),
+                        data.train_eval_y),
+              "val": (data.val_x.reshape(len(data.val_y), -1), data.val_y),
+              "test": (data.test_x.reshape(len(data.test_y), -1), data.test_y)}
+    order, pos, history = torch.randperm(len(y_all), generator=gen), 0, []
+    for it in range(cfg.iterations + 1):
+        if it % cfg.eval_every == 0 or it == cfg.iterations:
+            row = {"iteration": it}
+            for name, (xs, ys) in splits.items():
+                row[f"{name}_loss"], row[f"{name}_acc"] = _reference_evaluate(net, xs, ys)
+            history.append(row)
+        if it == cfg.iterations:
+            break
+        if pos + cfg.batch_size > len(y_all):
+            order, pos = torch.randperm(len(y_all), generator=gen), 0
+        idx = order[pos:pos + cfg.batch_size]
+        pos += cfg.batch_size
+        loss = F.cross_entropy(net(x_all[idx]), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return history
+
+
+def reference_imp_trial(profile: str = "quick", seed: int = 0) -> dict[str, Any]:
+    """One LeNet/MNIST IMP trial (tickets at every level, then their re-inits), written
+    plainly; per network: its level, variant and early-stop numbers."""
+    import copy
+
+    from torch.nn.utils import prune
+
+    from .config import make_experiment
+    from .data import load_tensors_for
+    cfg = make_experiment("imp", "lenet", "mnist", profile, seed=seed)
+    data = load_tensors_for(cfg.data)
+    rates = cfg.prune.rates()
+
+    def layers(net: torch.nn.Module) -> list[tuple[torch.nn.Linear, float]]:
+        fcs = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        return [(m, rates["output"] if i == len(fcs) - 1 else rates["fc"])
+                for i, m in enumerate(fcs)]
+
+    def summary(variant: str, level: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        best = min(history, key=lambda r: r["val_loss"])
+        return {"variant": variant, "level": level,
+                "early_stop_iteration": int(best["iteration"]),
+                "early_stop_test_acc": best["test_acc"], "final_test_acc": history[-1]["test_acc"]}
+
+    t0 = time.perf_counter()
+    net = create_network("lenet", seed=seed)
+    theta0 = copy.deepcopy(net.state_dict())
+    out, level_masks = [], {}
+    for level in range(cfg.prune.rounds + 1):
+        out.append(summary("ticket", level, _reference_train(net, data, cfg.train, seed)))
+        if level == cfg.prune.rounds:
+            break
+        for module, rate in layers(net):  # prune p% of what remains, by magnitude
+            prune.l1_unstructured(module, "weight", amount=rate)
+        level_masks[level + 1] = [m.weight_mask.clone() for m, _ in layers(net)]
+        with torch.no_grad():  # rewind the survivors to their initial values
+            for (module, _), name in zip(layers(net), ("fc1", "fc2", "fc3")):
+                module.weight_orig.copy_(theta0[f"{name}.weight"])
+                module.bias.copy_(theta0[f"{name}.bias"])
+    for level in range(1, cfg.prune.rounds + 1):
+        for rep in range(cfg.reinits):
+            fresh = create_network("lenet", seed=1_000 * seed + 100 * level + rep + 1)
+            for (module, _), mask in zip(layers(fresh), level_masks[level]):
+                prune.custom_from_mask(module, "weight", mask)
+            out.append(summary("reinit", level, _reference_train(fresh, data, cfg.train, seed)))
+    return {"networks": out, "train_s": time.perf_counter() - t0}
+
+
+def _timed_process(code: str, env: dict[str, str]) -> tuple[float, str]:
+    """Run ``python -c code`` to its end; (wall seconds, output). Raises if it fails."""
+    import subprocess
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark process failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return wall, proc.stdout
+
+
+def imp_trial_vs_reference(profile: str = "quick", seed: int = 0,
+                           echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """One LeNet/MNIST IMP trial by lthlib (``lth.run``, torch's default threads) and by the
+    reference above, one after the other in fresh processes, each timed from start to end
+    (imports and data included). The reference runs at the thread count (torch's default or
+    1) at which its plain loop is faster here just before: a loaded machine makes
+    multi-threaded small matrix products collapse, and the comparison should not flatter
+    lthlib."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+    threads = torch.get_num_threads()
+    data = load_tensors("mnist")
+    ref_threads = threads
+    if threads > 1:
+        torch.set_num_threads(1)
+        try:
+            one = plain_it_s(data, torch.device("cpu"), 2.0)
+        finally:
+            torch.set_num_threads(threads)
+        ref_threads = 1 if one >= plain_it_s(data, torch.device("cpu"), 2.0) else threads
+    env = {**os.environ, "LTH_DEVICE": "cpu"}
+    env.pop("LTH_SPARSE_BELOW", None)
+    result: dict[str, Any] = {"profile": profile, "seed": seed, "threads": threads,
+                              "reference_threads": ref_threads, **machine()}
+    result["load_avg_at_start"] = result.pop("load_avg")
+    with tempfile.TemporaryDirectory() as tmp:
+        lth_code = (f"import torch; torch.set_num_threads({threads}); import lthlib as lth; "
+                    f"lth.run('imp', 'lenet', 'mnist', profile={profile!r}, seed={seed}, "
+                    f"runs_dir={str(Path(tmp) / 'runs')!r}, progress=False)")
+        trial_s, _ = _timed_process(lth_code, env)
+        result["load_avg_after_lthlib"] = [round(v, 2) for v in os.getloadavg()]
+        ref_code = (f"import json, torch; torch.set_num_threads({ref_threads}); "
+                    f"from lthlib.bench import reference_imp_trial; "
+                    f"print(json.dumps(reference_imp_trial({profile!r}, {seed})))")
+        reference_s, out = _timed_process(ref_code, env)
+        result["load_avg_after_reference"] = [round(v, 2) for v in os.getloadavg()]
+        [summary_csv] = list((Path(tmp) / "runs").glob("imp/*/*/summary.csv"))
+        ours = pd.read_csv(summary_csv)
+    ref = pd.DataFrame(json.loads(out.strip().splitlines()[-1])["networks"])
+    result.update({
+        "trial_s": round(trial_s, 1), "reference_s": round(reference_s, 1),
+        "ratio": round(reference_s / trial_s, 2), "networks": len(ours),
+        "reference_networks": len(ref),
+        "mean_early_stop_test_acc": round(float(ours.early_stop_test_acc.mean()), 4),
+        "reference_mean_early_stop_test_acc": round(float(ref.early_stop_test_acc.mean()), 4),
+        **provenance()})
+    echo(f"  IMP trial ({profile}, seed {seed}, {len(ours)} networks): lthlib {trial_s:.0f} s "
+         f"({threads} thr), reference {reference_s:.0f} s ({ref_threads} thr) = "
+         f"{result['ratio']}x; mean early-stop test accuracy {result['mean_early_stop_test_acc']}"
+         f" vs {result['reference_mean_early_stop_test_acc']}")
+    return result
+
+
+def eval_ms_per_member(data: TensorSplit, device: torch.device, population: int,
+                       repeats: int = 3) -> float:
+    """One evaluation point (train-eval + val + test) per member, all members together in
+    one stack as the engine evaluates them (median of ``repeats``)."""
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
     stack = engine._Stack(["fc1", "fc2", "fc3"], inits, [None] * population, PAPER_ADAM,
                           device)
-    sets = [engine._EvalSet(x, y, device) for x, y in (
-        (data.train_eval_x, data.train_eval_y), (data.val_x, data.val_y),
-        (data.test_x, data.test_y))]
-    stack.evaluate(sets[1])
-    _sync(device)
-    t0 = time.perf_counter()
-    for split in sets:
-        stack.evaluate(split)
-    _sync(device)
-    return (time.perf_counter() - t0) * 1e3 / population
+    sets = {name: engine._EvalSet(x, y, device) for name, (x, y) in (
+        ("train", (data.train_eval_x, data.train_eval_y)), ("val", (data.val_x, data.val_y)),
+        ("test", (data.test_x, data.test_y)))}
+    stack.evaluate(sets["val"])
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        engine._eval_rows(stack, sets)
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3 / population)
+    return sorted(times)[len(times) // 2]
+
+
+def k1_against_plain(data: TensorSplit, device: torch.device, threads: int, seconds: float,
+                     rounds: int = 3) -> dict[str, float]:
+    """One network in the engine against the plain fused loop, both at ``threads`` torch
+    threads and without evaluation, measured in alternation so both see the same load.
+    Medians over ``rounds``; the ratio is the median of the per-round ratios."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    plain, eng = [], []
+    try:
+        for _ in range(rounds):
+            plain.append(plain_it_s(data, device, seconds))
+            eng.append(engine_it_s(data, device, 1, seconds, None, threads=threads))
+    finally:
+        torch.set_num_threads(before)
+    ratios = sorted(e / p for e, p in zip(eng, plain))
+    return {"plain_it_s": sorted(plain)[rounds // 2], "engine_k1_it_s": sorted(eng)[rounds // 2],
+            "ratio": ratios[rounds // 2]}
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, the vector features that decide float speed, cores and load, for the record."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+    return {"cpu": model or "unknown", "cpu_features": [f for f in wanted if f in flags],
+            "cores": os.cpu_count() or 0,
+            "load_avg": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg")
+            else None}
+
+
+def provenance() -> dict[str, Any]:
+    """Where and when: torch version, commit of this code, UTC date."""
+    from .store import git_commit
+    return {"torch": torch.__version__, "git_commit": git_commit(),
+            "date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())}
 
 
 def _configs(device: torch.device, threads: int, quick: bool,
@@ -356,8 +572,25 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         # one core each, engine vs plain: a comparison a loaded machine does not distort
         per_core = engine_it_s(data, device, 4, budget, 1, iterations=iterations, threads=1)
         note("engine: K=4 on 1 thread (per-core)", per_core, "model-it/s")
-    ev = eval_ms_per_member(data, device, best_k)
-    note("eval point (5K train + 5K val + 10K test)/member", ev, "ms")
+    k1 = k1_against_plain(data, device, threads, budget)
+    note(f"engine: K=1, {threads} thr (alternating with plain)", k1["engine_k1_it_s"], "it/s")
+    note(f"plain: same {threads} thr, alternating", k1["plain_it_s"], "it/s")
+    k1_one = None
+    if device.type == "cpu" and threads > 1:
+        k1_one = k1_against_plain(data, device, 1, budget)
+        note("engine: K=1, 1 thr (alternating with plain)", k1_one["engine_k1_it_s"], "it/s")
+        note("plain: same 1 thr, alternating", k1_one["plain_it_s"], "it/s")
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # the engine evaluates on single-threaded parts
+    try:
+        ev1 = eval_ms_per_member(data, device, 1)
+        ev8 = eval_ms_per_member(data, device, 8)
+    finally:
+        torch.set_num_threads(before)
+    note("eval point (5K train + 5K val + 10K test), K=1", ev1, "ms/member")
+    note("eval point, K=8 evaluated together", ev8, "ms/member")
+    ev = ev8
     result = {
         "device": str(device), "torch": torch.__version__, "threads": threads,
         "baseline_it_s": round(base, 1), "plain_it_s": round(plain, 1),
@@ -372,12 +605,22 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         "sgemm_gflops": round(gemm, 1),
         "engine_gflops": round(best * LENET_TRAIN_FLOP / 1e9, 1),
         "eval_ms_per_member": round(ev, 1),
+        "eval_ms_per_member_k1": round(ev1, 1), "eval_ms_per_member_k8": round(ev8, 1),
+        "engine_k1_it_s": round(k1["engine_k1_it_s"], 1),
+        "plain_same_threads_it_s": round(k1["plain_it_s"], 1),
+        "ratio_k1_plain": round(k1["ratio"], 2),
+        "engine_k1_1thread_it_s": round(k1_one["engine_k1_it_s"], 1) if k1_one else None,
+        "plain_k1_1thread_it_s": round(k1_one["plain_it_s"], 1) if k1_one else None,
+        "ratio_k1_plain_1thread": round(k1_one["ratio"], 2) if k1_one else None,
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        **machine(), **provenance(),
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     echo(f"  engine / baseline = {result['ratio']}x, engine / plain = {result['ratio_plain']}x,"
-         f" engine at {result['engine_gflops']} GFLOP/s of {result['sgemm_gflops']} sgemm")
+         f" engine at {result['engine_gflops']} GFLOP/s of {result['sgemm_gflops']} sgemm;"
+         f" K=1 / plain at {threads} thr = {result['ratio_k1_plain']}x")
+    result["table"] = [f"{name:<44} {value:>10.1f} {unit}" for name, value, unit in rows]
     return result
 
 
@@ -391,7 +634,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="engine iterations per measurement")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--imp-trial", default=None, metavar="PROFILE",
+                        help="one LeNet/MNIST IMP trial: lthlib against a plain reference")
+    parser.add_argument("--sparse-trial", default=None, metavar="PROFILE",
                         help="one real IMP trial, dense-only vs sparse path, side by side")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="also write the JSON summary to FILE (e.g. runs/bench/...)")
     parser.add_argument("--sparse", action="store_true",
                         help="dense vs sparse engine path at each IMP level (CPU, 1 thread)")
     args = parser.parse_args(argv)
@@ -400,12 +647,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     if args.imp_trial:
-        result = imp_trial_pair(args.imp_trial)
+        result = imp_trial_vs_reference(args.imp_trial)
+    elif args.sparse_trial:
+        result = imp_trial_pair(args.sparse_trial)
     elif args.sparse:
         result = sparse_sweep(load_tensors("mnist"), 0.5 if args.quick else 3.0,
                               range(0, 19, 3) if args.quick else range(19))
     else:
         result = run(args.quick, args.population, args.iterations, args.device)
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--out" in given:  # the command that reproduces the numbers, not where they went
+        del given[given.index("--out"):given.index("--out") + 2]
+    result["command"] = " ".join(["python -m lthlib.bench"] + [
+        a for a in given if not a.startswith("--out=")])
+    if args.out:
+        from pathlib import Path
+
+        from .store import atomic_write_text
+        atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result), flush=True)
     return 0

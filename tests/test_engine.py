@@ -233,3 +233,69 @@ def test_bench_sparse_modes_report_measured_ratios(data):
     pair = bench.imp_trial_pair("smoke", echo=lines.append)
     assert pair["networks"] == 5 and pair["dense_wall_s"] > 0 and pair["sparse_wall_s"] > 0
     assert pair["max_abs_diff_final_test_acc_pp"] == 0.0  # smoke: no level is that sparse
+
+
+def test_single_network_is_bit_identical_to_train(data):
+    """K = 1 (what trials=1 gives): the engine's weights are train()'s, bit for bit."""
+    nets, inits, masks = _members("lenet", [None, 0.5])
+    for net, init, mask in zip(nets, inits, masks):
+        [res] = engine.train_population("lenet", [init], [mask], data, ADAM, [7], threads=1)
+        ref = train(copy.deepcopy(net), data, ADAM, batch_seed=7, device="cpu")
+        want = plain_state(ref.net)
+        for key, value in want.items():
+            assert torch.equal(res.final_state[key], value), key
+
+
+@pytest.mark.parametrize("rounds", [0, 13], ids=["dense-path", "sparse-path"])
+def test_evaluation_beside_training_gives_the_same_numbers(data, rounds):
+    """Evaluation on a helper thread (a spare core) reports exactly what inline evaluation
+    reports: every history value, the early-stop summary and the final weights."""
+    nets, inits, masks = _imp_pruned("lenet", rounds, seeds=(4,))
+    mask = masks[0] or None
+    cfg = TrainConfig("adam", 1.2e-3, 60, 60, eval_every=10)
+    inline = engine.train_population("lenet", inits, [mask], data, cfg, [2], threads=1,
+                                     overlap_eval=False)[0]
+    beside = engine.train_population("lenet", inits, [mask], data, cfg, [2], threads=1,
+                                     overlap_eval=True)[0]
+    auto = engine.train_population("lenet", inits, [mask], data, cfg, [2], threads=2)[0]
+    for other in (beside, auto):
+        pd.testing.assert_frame_equal(inline.history, other.history, check_exact=True)
+        assert early_stop_summary(inline.history) == early_stop_summary(other.history)
+        for key, value in inline.final_state.items():
+            assert torch.equal(other.final_state[key], value), key
+
+
+def test_eval_worker_reports_errors_and_checks_its_bound():
+    from lthlib.eval_worker import EvalWorker
+
+    def broken(snapshot):
+        raise RuntimeError(f"cannot evaluate {snapshot}")
+
+    worker = EvalWorker(broken, pending=1)
+    worker.submit(0, "snapshot-0")
+    with pytest.raises(RuntimeError, match="cannot evaluate snapshot-0"):
+        for it in range(1, 50):  # submit re-raises once the worker has failed
+            worker.submit(it, f"snapshot-{it}")
+        worker.results()
+    with pytest.raises(ValueError, match="pending must be >= 1"):
+        EvalWorker(lambda s: [], pending=0)
+    ok = EvalWorker(lambda s: [{"v": float(s)}])
+    for it in (0, 10, 20):
+        ok.submit(it, it)
+    assert ok.results() == {0: [{"v": 0.0}], 10: [{"v": 10.0}], 20: [{"v": 20.0}]}
+
+
+def test_stored_results_do_not_depend_on_threads_or_overlap(tmp_path):
+    """A smoke IMP trial at 1 thread (everything inline, one stack) and at 2 threads
+    (tickets evaluated beside training, re-inits in two parts): byte-identical
+    metrics.csv and summary.csv."""
+    import lthlib as lth
+    texts = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        res = lth.run("imp", "lenet", "mnist", profile="smoke", seed=3,
+                      runs_dir=tmp_path / f"t{threads}", progress=False, device="cpu")
+        [trial] = res.trials
+        texts.append({name: (trial.path / name).read_bytes()
+                      for name in ("metrics.csv", "summary.csv")})
+    assert texts[0] == texts[1]
