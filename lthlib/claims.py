@@ -739,22 +739,29 @@ def _group_key(need: Need, dataset: str, profile: str) -> GroupKey:
     return (need[0], need[1], dataset, need[2] if len(need) > 2 else "", profile)
 
 
-def evaluate_claims(runs_dir: str | Path | None = None,
-                    datasets: Sequence[str] = ("mnist", "fashionmnist", "cifar10"),
-                    profile: str | None = None, claims: Sequence[Claim] = CLAIMS
-                    ) -> pd.DataFrame:
-    """The ledger: one row per claim and dataset with columns :data:`CSV_COLUMNS`.
+def _profile_for(c: Claim, dataset: str, profiles: Sequence[str],
+                 inventory: Mapping[GroupKey, ExperimentConfig]) -> str | None:
+    """The first of ``profiles`` at which every experiment ``c`` needs is stored."""
+    if c.datasets is not None and dataset not in c.datasets:
+        return None
+    return next((p for p in profiles
+                 if all(_group_key(n, dataset, p) in inventory for n in c.needs)), None)
 
-    Each claim uses the largest profile (paper > quick > mini > smoke) at which every
-    experiment it needs has finished trials in the store (or ``profile`` when given);
-    ``trials`` is the smallest trial count among those experiments and ``levels`` the smallest
-    number of sparsity levels (dense included) among them, so a verdict from a deeper run
-    (e.g. 7 global-IMP rounds beside 2) says so. Nothing is trained.
-    """
+
+def _evidence(c: Claim, dataset: str, profile: str, load: Callable[[GroupKey], Any]
+              ) -> tuple[Evidence, dict[str, Any]]:
+    results = {need_key(n): load(_group_key(n, dataset, profile)) for n in c.needs}
+    results = {k: r for k, r in results.items() if r.trials}
+    ev = Evidence({k: r.summary for k, r in results.items()},
+                  {k: r.metrics for k, r in results.items()}, dataset)
+    return ev, results
+
+
+def _loader(runs_dir: str | Path | None, inventory: Mapping[GroupKey, ExperimentConfig]
+            ) -> Callable[[GroupKey], Any]:
+    """Reads each stored experiment once (nothing is trained)."""
     from .experiments import run_experiment  # lazy: keeps this module light to import
 
-    profiles = (check_choice("profile", profile, PROFILES),) if profile else PROFILE_ORDER
-    inventory = store_inventory(runs_dir)
     loaded: dict[GroupKey, Any] = {}
 
     def load(key: GroupKey) -> Any:
@@ -762,22 +769,66 @@ def evaluate_claims(runs_dir: str | Path | None = None,
             loaded[key] = run_experiment(inventory[key], runs_dir, progress=False, allow=True,
                                          compute=False)
         return loaded[key]
+    return load
 
+
+def claim_evidence(claim: Claim | str, dataset: str, runs_dir: str | Path | None = None,
+                   profile: str | None = None) -> tuple[Evidence | None, str]:
+    """The evidence one claim is judged on in the ledger, and its profile ((None, "") when
+    the store lacks it): for showing the trials behind a verdict."""
+    c = get_claim(claim) if isinstance(claim, str) else claim
+    profiles = (check_choice("profile", profile, PROFILES),) if profile else PROFILE_ORDER
+    inventory = store_inventory(runs_dir)
+    prof = _profile_for(c, check_choice("dataset", dataset, DATASETS), profiles, inventory)
+    if prof is None:
+        return None, ""
+    return _evidence(c, dataset, prof, _loader(runs_dir, inventory))[0], prof
+
+
+def trial_values(ev: Evidence, need: Need, metric: str, pm: float,
+                 variants: Sequence[str] = ("ticket", "reinit")) -> pd.DataFrame:
+    """One row per trial (seed): ``metric`` of each variant at the stored level nearest
+    ``pm`` (mean over replicates). These rows are what the bootstrap draws."""
+    key = need_key(need)
+    cols = {}
+    for v in variants:
+        pms, per = ev.table(key, metric, v)
+        lvl = nearest_level(pms, pm)  # as value_at finds it
+        if lvl is not None:
+            cols[v] = per[pms.index.get_loc(lvl)]
+    return pd.DataFrame(cols, index=pd.Index(ev.seeds(key), name="seed"))
+
+
+DATASETS = ("mnist", "fashionmnist", "cifar10")
+
+
+def evaluate_claims(runs_dir: str | Path | None = None, datasets: Sequence[str] = DATASETS,
+                    profile: str | None = None, claims: Sequence[Claim] = CLAIMS
+                    ) -> pd.DataFrame:
+    """The ledger: one row per claim and dataset with columns :data:`CSV_COLUMNS`.
+
+    Each claim uses the largest profile (paper > quick > mini > smoke) at which every
+    experiment it needs has finished trials in the store (or ``profile`` when given);
+    ``trials`` is the number of trials the bootstrap draws (the smallest count among those
+    experiments) and ``levels`` the smallest number of sparsity levels (dense included) among
+    them, so a verdict from a deeper run (e.g. 7 global-IMP rounds beside 2) says so.
+    ``evidence`` is "counted" at the paper profile or one in :data:`TESTING_PROFILES`, else
+    "indicative". Nothing is trained.
+    """
+    profiles = (check_choice("profile", profile, PROFILES),) if profile else PROFILE_ORDER
+    inventory = store_inventory(runs_dir)
+    load = _loader(runs_dir, inventory)
     rows = []
     for ds in datasets:
-        ds = check_choice("dataset", ds, ("mnist", "fashionmnist", "cifar10"))
+        ds = check_choice("dataset", ds, DATASETS)
         for c in claims:
             row = {"claim": c.id, "statement": c.statement, "paper": c.paper, "ours": None,
                    "ci_low": None, "ci_high": None, "verdict": "not run", "evidence": "",
                    "rule": c.criterion(), "profile": "", "trials": None, "dataset": ds,
                    "levels": None, "detail": "", "group": c.group}
-            prof = next((p for p in profiles if all(_group_key(n, ds, p) in inventory
-                                                    for n in c.needs)), None)
-            if prof is not None and (c.datasets is None or ds in c.datasets):
-                results = {need_key(n): load(_group_key(n, ds, prof)) for n in c.needs}
-                results = {k: r for k, r in results.items() if r.trials}
-                ev = Evidence({k: r.summary for k, r in results.items()},
-                              {k: r.metrics for k, r in results.items()}, ds)
+            prof = _profile_for(c, ds, profiles, inventory)
+            if prof is not None:
+                ev, results = _evidence(c, ds, prof, load)
                 a = assess(c, ev)
                 row.update(ours=_round(a.ours), ci_low=_round(a.ci_low),
                            ci_high=_round(a.ci_high), verdict=a.verdict,

@@ -432,3 +432,14 @@ def test_a_claim_measured_trial_by_trial():
     assert a.ours == pytest.approx(1.9) and a.verdict == "reproduced" and a.ci.n == 5
     with pytest.raises(ValueError, match="beyond the paper"):
         C.claim("x", "4a", "x", "x", (C.IMP,), deepest, Below(2.0), group="elsewhere")
+
+
+def test_claim_evidence_shows_the_trials_behind_a_verdict(fake_store, imp):
+    ev, prof = C.claim_evidence("fig4a-ticket-2.51x-faster-than-reinit", "mnist", fake_store,
+                                profile="smoke")
+    assert prof == "smoke"
+    trials = C.trial_values(ev, C.IMP, C.ES, 0.211)
+    assert list(trials.index) == [0, 1] and list(trials.columns) == ["ticket", "reinit"]
+    a = C.assess(C.get_claim("fig4a-ticket-2.51x-faster-than-reinit"), ev)
+    assert a.ours == pytest.approx(trials.reinit.mean() / trials.ticket.mean())
+    assert C.claim_evidence("fig8-lr0.1-dense-90.5pct", "mnist", fake_store) == (None, "")
