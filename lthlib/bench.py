@@ -339,9 +339,13 @@ def reference_imp_trial(profile: str = "quick", seed: int = 0) -> dict[str, Any]
         return [(m, rates["output"] if i == len(fcs) - 1 else rates["fc"])
                 for i, m in enumerate(fcs)]
 
-    def summary(variant: str, level: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    def summary(variant: str, level: int, history: list[dict[str, float]],
+                masks: list[Tensor] | None) -> dict[str, Any]:
         best = min(history, key=lambda r: r["val_loss"])
+        kept = (sum(int(m.sum()) for m in masks) if masks else
+                sum(m.weight.numel() for m, _ in layers(net)))
         return {"variant": variant, "level": level,
+                "pm": kept / sum(m.weight.numel() for m, _ in layers(net)),
                 "early_stop_iteration": int(best["iteration"]),
                 "early_stop_test_acc": best["test_acc"], "final_test_acc": history[-1]["test_acc"]}
 
@@ -350,7 +354,8 @@ def reference_imp_trial(profile: str = "quick", seed: int = 0) -> dict[str, Any]
     theta0 = copy.deepcopy(net.state_dict())
     out, level_masks = [], {}
     for level in range(cfg.prune.rounds + 1):
-        out.append(summary("ticket", level, _reference_train(net, data, cfg.train, seed)))
+        out.append(summary("ticket", level, _reference_train(net, data, cfg.train, seed),
+                           level_masks.get(level)))
         if level == cfg.prune.rounds:
             break
         for module, rate in layers(net):  # prune p% of what remains, by magnitude
@@ -365,7 +370,8 @@ def reference_imp_trial(profile: str = "quick", seed: int = 0) -> dict[str, Any]
             fresh = create_network("lenet", seed=1_000 * seed + 100 * level + rep + 1)
             for (module, _), mask in zip(layers(fresh), level_masks[level]):
                 prune.custom_from_mask(module, "weight", mask)
-            out.append(summary("reinit", level, _reference_train(fresh, data, cfg.train, seed)))
+            out.append(summary("reinit", level, _reference_train(fresh, data, cfg.train, seed),
+                               level_masks[level]))
     return {"networks": out, "train_s": time.perf_counter() - t0}
 
 

@@ -1,0 +1,67 @@
+"""The benchmark's measurements run and report what they measured (no timing is asserted),
+and its reference IMP trial does the paper's procedure."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lthlib import bench
+from lthlib.data import load_tensors
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_tensors("mnist", train_subset=2000, eval_subset=500, train_eval_size=200)
+
+
+def test_single_network_against_plain_loop_and_eval_cost(data):
+    cpu = torch.device("cpu")
+    k1 = bench.k1_against_plain(data, cpu, threads=1, seconds=0.05, rounds=1)
+    assert set(k1) == {"plain_it_s", "engine_k1_it_s", "ratio"}
+    assert k1["plain_it_s"] > 0 and k1["engine_k1_it_s"] > 0
+    assert k1["ratio"] == pytest.approx(k1["engine_k1_it_s"] / k1["plain_it_s"])
+    for k in (1, 3):
+        assert bench.eval_ms_per_member(data, cpu, k, repeats=1) > 0
+    info = bench.machine()
+    assert info["cores"] >= 1 and len(info["load_avg"]) == 3
+    assert set(info["cpu_features"]) <= {"avx2", "fma", "avx512f", "avx512_bf16",
+                                          "avx512_fp16", "amx_bf16", "amx_tile"}
+
+
+def test_reference_trial_prunes_as_the_paper():
+    """Smoke profile: 3 ticket levels and a re-init at levels 1 and 2, each keeping the
+    ticket's mask (fc layers lose 20% of what remains per round, the output layer 10%)."""
+    out = bench.reference_imp_trial("smoke", seed=1)
+    nets = out["networks"]
+    assert [(n["variant"], n["level"]) for n in nets] == [
+        ("ticket", 0), ("ticket", 1), ("ticket", 2), ("reinit", 1), ("reinit", 2)]
+    def kept(size: int, rate: float, rounds: int) -> int:
+        for _ in range(rounds):  # torch prunes round(rate * what remains)
+            size -= round(rate * size)
+        return size
+
+    total = 784 * 300 + 300 * 100 + 100 * 10
+    for n in nets:
+        lv = n["level"]
+        want = kept(784 * 300, 0.2, lv) + kept(300 * 100, 0.2, lv) + kept(1000, 0.1, lv)
+        assert n["pm"] == pytest.approx(want / total)
+        assert n["early_stop_iteration"] in range(0, 41, 10)
+        assert 0.0 < n["early_stop_test_acc"] <= 1.0
+    assert out["train_s"] > 0
+
+
+def test_imp_trial_against_reference_writes_its_record(tmp_path, capsys):
+    out = tmp_path / "bench" / "imp.json"
+    assert bench.main(["--imp-trial", "smoke", "--json", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stored = json.loads(out.read_text())
+    assert printed == stored
+    assert stored["networks"] == stored["reference_networks"] == 5
+    assert stored["trial_s"] > 0 and stored["reference_s"] > 0
+    assert stored["ratio"] == pytest.approx(stored["reference_s"] / stored["trial_s"], abs=0.01)
+    assert stored["command"] == "python -m lthlib.bench --imp-trial smoke --json"
+    for key in ("load_avg_at_start", "load_avg_after_lthlib", "load_avg_after_reference",
+                "cpu", "cpu_features", "torch", "git_commit", "date", "reference_threads"):
+        assert key in stored
