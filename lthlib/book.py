@@ -835,6 +835,82 @@ def claim_value(df: pd.DataFrame, claim: str, dataset: str) -> tuple[float | Non
     return (None if pd.isna(ours) else float(ours)), str(row["verdict"].iloc[0])
 
 
+def claim_detail(df: pd.DataFrame, claim: str, dataset: str) -> str:
+    """The per-level note of one ledger row (levels that hold, contradict, cannot tell)."""
+    row = df[(df["claim"] == claim) & (df["dataset"] == dataset)]
+    return "" if row.empty or "detail" not in row else str(row["detail"].iloc[0] or "")
+
+
+def evidence_note(df: pd.DataFrame) -> str:
+    """Which profiles count in the totals and how many verdicts are only indicative,
+    computed from the ledger and :data:`lthlib.claims.TESTING_PROFILES`."""
+    from .claims import CLAIMS, COUNTED_PROFILE, TESTING_PROFILES
+
+    named = "; ".join(f"Figure {fig}: " + ", ".join(f"`{p}`" for p in profs)
+                      for fig, profs in TESTING_PROFILES.items() if profs)
+    text = (f"Counted: verdicts at the `{COUNTED_PROFILE}` profile"
+            + (f", and at the profiles a chapter names as able to test its claims ({named})"
+               if named else "; no chapter names another profile as able to test its claims "
+                             "yet") + ".")
+    ind = df[df.get("evidence", pd.Series("", index=df.index)) == "indicative"]
+    if len(ind):
+        figure = {c.id: c.figure for c in CLAIMS}
+        by = ind.groupby("profile")["claim"].agg(lambda c: sorted({figure.get(x, x) for x in c}))
+        parts = [f"{len(ind[ind.profile == p])} from the `{p}` profile (Figure "
+                 + ", ".join(figs) + ")" for p, figs in by.items()]
+        text += (" Indicative, in their own column and in no verdict column: "
+                 + "; ".join(parts) + ".")
+    return text
+
+
+def ratio_example(df: pd.DataFrame, runs_dir: str | Path | None = None,
+                  claim_id: str = "fig4a-ticket-2.51x-faster-than-reinit") -> str:
+    """The 2.51x claim worked from the stored trials, for each dataset the ledger judged it
+    on: the per-trial early-stop iterations, the ratio of means, its bootstrap interval, the
+    paper's band and the verdict. Every number comes from the store and the claim's rule."""
+    from . import claims
+    from .verdicts import DRAWS
+
+    c = claims.get_claim(claim_id)
+    rule = c.rule
+    lo, hi = rule.value / rule.factor, rule.value * rule.factor
+    rows = df[(df["claim"] == claim_id) & (df["verdict"] != "not run")]
+    if rows.empty:
+        return "*The stored results do not reach this claim yet.*"
+    out = []
+    for r in rows.to_dict("records"):
+        ev, prof = claims.claim_evidence(c, r["dataset"], runs_dir, r["profile"])
+        trials = claims.trial_values(ev, claims.IMP, claims.ES, 0.211)
+        pms = ev.table(claims.need_key(claims.IMP), claims.ES, "ticket")[0]
+        pm = float(pms[claims.nearest_level(pms, 0.211)])
+        a = claims.assess(c, ev)
+        its = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)  # noqa: E731
+        n = len(trials)
+        text = (f"**{DATASET_NAMES.get(r['dataset'], r['dataset'])}** (`{prof}` profile, "
+                f"{n} trial(s), seeds {its(trials.index)}). At Pm {100 * pm:.1f}% the tickets "
+                f"reached early stop at iterations {its(trials.ticket)}; the same masks "
+                f"re-initialised, at {its(trials.reinit)}. The claim's number is the mean "
+                f"re-init iteration over the mean ticket iteration: "
+                f"{trials.reinit.mean():,.0f} / {trials.ticket.mean():,.0f} = "
+                f"**{a.ours:.2f}x**. ")
+        if a.ci is None or not a.ci.known:
+            text += (f"With {n} trial(s) there is nothing to redraw, so there is no interval "
+                     f"and the verdict is **{a.verdict}**.")
+        else:
+            where = ("lies wholly inside that band" if a.verdict == "reproduced" else
+                     "lies wholly outside that band" if a.verdict == "not reproduced" else
+                     f"reaches past the band's {'upper' if a.ci.high > hi else 'lower'} edge, "
+                     f"so these trials cannot tell")
+            text += (f"Drawing {n} of the {n} trials with replacement {DRAWS:,} times, each "
+                     f"draw keeping a seed's ticket and re-init together, and recomputing the "
+                     f"ratio gives values whose middle 95% runs from **{a.ci.low:.2f}x to "
+                     f"{a.ci.high:.2f}x**. The paper's {rule.value:g}x, within our factor "
+                     f"{rule.factor:g}, allows {lo:.2f}x to {hi:.2f}x. The interval {where}: "
+                     f"**{a.verdict}**.")
+        out.append(text)
+    return "\n\n".join(out)
+
+
 # --- executing and building ---------------------------------------------------------------
 
 def toc_chapters(root: Path = REPO) -> list[str]:

@@ -1,0 +1,63 @@
+"""The book's views of the claims ledger (lthlib.book): the interval next to each verdict,
+indicative verdicts marked, and the worked 2.51x example built from the stored trials."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lthlib import book
+from lthlib import claims as C
+from lthlib.store import RunStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_claims import fake_trial, summary_rows  # noqa: E402
+
+CLAIM = "fig4a-ticket-2.51x-faster-than-reinit"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    rows = summary_rows(seeds=(0, 1, 2))
+    for seed in (0, 1, 2):
+        fake_trial(RunStore(root), "smoke", seed, rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ledger(store: Path) -> pd.DataFrame:
+    return book.ledger(store, ["mnist"], figures=("4a",))
+
+
+def test_verdict_table_and_list_show_the_interval_and_rule(ledger: pd.DataFrame) -> None:
+    table = book.verdict_table(ledger)
+    assert "95% CI" in table.columns
+    row = table[table.claim == CLAIM].iloc[0]
+    assert row["95% CI"].startswith("[") and row.verdict.endswith("(indicative)")
+    text = book.verdict_list(ledger)
+    assert "95% CI [" in text and "Rule: 95% CI within a factor 1.25 of 2.51x" in text
+    assert "paired bootstrap over 3 trials" in text and "Indicative only" in text
+    assert book.ledger_number(-2160.0) == "-2,160" and book.ledger_number(0.3239) == "0.324"
+    assert book.ledger_interval(None, 1.0) == "-"
+
+
+def test_evidence_note_counts_indicative_verdicts(ledger: pd.DataFrame) -> None:
+    note = book.evidence_note(ledger)
+    n = int((ledger.evidence == "indicative").sum())
+    assert n > 0 and f"{n} from the `smoke` profile (Figure 4a)" in note
+    assert "no chapter names another profile" in note
+
+
+def test_ratio_example_is_worked_from_the_trials(ledger: pd.DataFrame, store: Path) -> None:
+    text = book.ratio_example(ledger, store)
+    ev, _ = C.claim_evidence(CLAIM, "mnist", store, "smoke")
+    trials = C.trial_values(ev, C.IMP, C.ES, 0.211)
+    a = C.assess(C.get_claim(CLAIM), ev)
+    assert f"{trials.ticket.mean():,.0f}" in text and f"**{a.ours:.2f}x**" in text
+    assert f"{a.ci.low:.2f}x to {a.ci.high:.2f}x" in text and "2.01x to 3.14x" in text
+    assert f"**{a.verdict}**" in text
+    empty = ledger.assign(verdict="not run")
+    assert "do not reach this claim" in book.ratio_example(empty, store)
