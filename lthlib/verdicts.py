@@ -321,3 +321,49 @@ class Monotone:
 
 
 Rule = Above | Below | Near | RatioNear | EveryLevel | Monotone
+
+
+def rules_in_words() -> str:
+    """The bootstrap and the rules in plain words (Markdown), with this module's constants:
+    what the report's introduction prints, so the text cannot drift from the code."""
+    pct = f"{CONFIDENCE:.0%}"
+    return "\n".join([
+        f"A claim's number is a mean over trials (seeds), and trials disagree. To see how far "
+        f"the number could move had other trials been run, we draw as many trials as we have "
+        f"from our own, with replacement (some twice, some not at all), recompute the number, "
+        f"and repeat {DRAWS:,} times with a fixed random seed. The middle {pct} of those "
+        f"numbers is the claim's interval. When the paper compares two things from the same "
+        f"trial (a ticket and its re-initialisation, a ticket and the dense network, iterative "
+        f"and one-shot pruning of the same seed), a draw keeps each trial's pair together, so "
+        f"what a seed does to both sides cancels out of the comparison: the interval is *paired*. With fewer "
+        f"than {MIN_TRIALS} trials there is nothing to redraw: no interval, and the verdict is "
+        f"*inconclusive*.",
+        "",
+        "One rule per kind of claim; *inconclusive* means our trials cannot tell:",
+        "",
+        "- **Above or below a threshold** (\"more than 0.3 pp\"): reproduced if the whole "
+        "interval lies on the claimed side, not reproduced if it lies wholly on the other "
+        "side, else inconclusive.",
+        "- **Equal to a value** (\"back at the dense network's accuracy\"): the claim states a "
+        "tolerance, printed in its rule; reproduced if the whole interval lies within the "
+        "value plus or minus the tolerance, not reproduced if it lies wholly outside, else "
+        "inconclusive.",
+        "- **A ratio** (\"2.51x faster\"): the same with a factor: the whole interval must lie "
+        "within the stated factor of the paper's value. Asking only that the interval "
+        "*contain* the paper's value would reward noise: fewer or noisier trials give a wider "
+        "interval, which contains any value more easily.",
+        "- **At every level**: each level's paired interval is judged as a threshold claim. "
+        "Reproduced if every level confirms the claim, not reproduced if any level "
+        "contradicts it (the chapter names those levels), partly if the others cannot tell.",
+        f"- **Monotone** (\"the sparser, the slower\"): the Spearman rank correlation of Pm "
+        f"with the level means must reach {RHO_MIN:g} in the claimed direction, with its "
+        f"interval beyond {RHO_FLOOR:g}. Neighbouring levels whose means differ by less than "
+        f"the trial noise may swap places; a trend that is clear (interval beyond "
+        f"{RHO_FLOOR:g}) but weaker than {RHO_MIN:g} is partly reproduced.",
+        "- An effect of the wrong sign is never *partly*: it is not reproduced, or "
+        "inconclusive if the interval still reaches the claimed side.",
+        "",
+        f"With a handful of trials a percentile bootstrap tends to be a little narrow (it covers the "
+        f"truth somewhat less often than {pct}), so an interval that only just clears a "
+        f"threshold is weaker evidence than it looks.",
+    ])

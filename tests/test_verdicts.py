@@ -190,3 +190,9 @@ def test_rule_texts_state_their_numbers():
     assert "factor 1.25 of 2.51x" in text and "2.01x" in text and "3.14x" in text
     assert "each level" in V.EveryLevel(0.0, "above", "pp").text()
     assert "0.9" in V.Monotone(-1).text() and "0.5" in V.Monotone(-1).text()
+
+
+def test_rules_in_words_use_the_module_constants():
+    text = V.rules_in_words()
+    assert f"{V.DRAWS:,} times" in text and f"reach {V.RHO_MIN:g}" in text
+    assert f"beyond {V.RHO_FLOOR:g}" in text and "never *partly*" in text
