@@ -5,6 +5,9 @@ Examples::
     python -m lthlib run imp --arch lenet --dataset mnist --profile quick --trials 2
     python -m lthlib runs ls --json
     python -m lthlib runs import /path/to/other/runs
+    python -m lthlib runs migrate     # hash every file of records written before that rule
+
+Bad values stop with one line on stderr naming the value and what is allowed (exit 2).
 """
 from __future__ import annotations
 
@@ -51,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reuse", action="store_true",
                      help="train every network, even those a finished trial with fewer "
                      "rounds or re-inits already has (default: extend that trial)")
+    run.add_argument("--no-wait", action="store_true",
+                     help="skip trials another process is training (default: wait for "
+                     "them, then read them from the store)")
 
     runs = sub.add_parser("runs", help="inspect the runs/ store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
@@ -63,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="the other store's root (the folder holding imp/, ...)")
     imp.add_argument("--runs-dir", default=None, help="destination (default: env "
                      "LTH_RUNS_DIR or the repository's runs/)")
+    mig = runs_sub.add_parser("migrate", help="add the missing sha256 of finished trials "
+                              "written before every file was hashed, where the existing "
+                              "hashes verify (records say so); others stay unverified")
+    mig.add_argument("--runs-dir", default=None)
+    mig.add_argument("--dry-run", action="store_true", help="report only, change nothing")
 
     sweep = sub.add_parser("sweep", help="run a set of experiments (local or on Ray)")
     sweep.add_argument("--experiment", nargs="+", type=str.lower, choices=EXPERIMENTS,
@@ -86,7 +97,8 @@ def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Any]:
 
 
 def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
-    """Group the store's trials into experiments (one row per config minus seed)."""
+    """Group the store's trials into experiments (one row per config minus seed); corrupt
+    and unverified trials get a row each, with the reason, so nothing damaged is hidden."""
     from .config import experiment_from_dict
     from .store import RunStore
     store = RunStore(runs_dir)
@@ -99,19 +111,34 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
         try:
             cfg = json.loads((store.root / rel / "config.json").read_text())
             return experiment_from_dict(cfg).variant_id()
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return ""
-    df["variant"] = [variant(rel) for rel in df["path"]]
-    df[keys] = df[keys].fillna("")
+    bad = df["status"].isin(["corrupt", "unverified"])
+    good = df[~bad].copy()
+    good["variant"] = [variant(rel) for rel in good["path"]]
+    good[keys] = good[keys].astype(object).fillna("")
     out = []
-    for key, g in df.groupby(keys, sort=True):
+    for key, g in good.groupby(keys, sort=True):
         fin = g[g["status"] == "finished"]
         out.append({**dict(zip(keys, key)), "trials": int(len(fin)),
                     "levels": int(fin["levels"].max()) if len(fin) else 0,
                     "status": "finished" if len(fin) == len(g) else
                     ",".join(sorted(set(g["status"]))),
                     "seeds": sorted(int(s) for s in g["seed"].dropna())})
+    for r in df[bad].astype(object).where(df[bad].notna(), None).to_dict("records"):
+        out.append({**{k: r.get(k) or "" for k in keys}, "trials": 0, "levels": 0,
+                    "status": r["status"], "seeds": [], "path": r["path"],
+                    "reason": r["reason"]})
     return out
+
+
+def _runs_root(runs_dir: str | None) -> Any:
+    from .store import RunStore
+    store = RunStore(runs_dir)
+    if not store.root.is_dir():
+        raise FileNotFoundError(f"no runs store at {store.root}: not a folder; allowed: an "
+                                f"existing store folder (--runs-dir, env LTH_RUNS_DIR)")
+    return store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,25 +148,42 @@ def main(argv: list[str] | None = None) -> int:
             from .store import import_trials
             report = import_trials(args.source, args.runs_dir)
             print(json.dumps(report, indent=1))
-            return 1 if report["corrupt"] else 0
+            return 1 if report["corrupt"] or report["unverified"] or report["symlinks"] else 0
+        if args.command == "runs" and args.runs_command == "migrate":
+            from .store import migrate_hashes
+            report = migrate_hashes(_runs_root(args.runs_dir).root, dry_run=args.dry_run)
+            print(json.dumps(report, indent=1))
+            return 1 if report["refused"] else 0
         if args.command == "runs":
-            rows = list_experiments(args.runs_dir)
+            store = _runs_root(args.runs_dir)
+            store.ensure_index()
+            rows = list_experiments(str(store.root))
             if args.json:
                 print(json.dumps(rows, indent=1))
             elif not rows:
-                print("no experiments in the store")
+                print(f"no experiments in the store at {store.root}")
             else:
                 import pandas as pd
-                print(pd.DataFrame(rows).to_string(index=False))
+                table = pd.DataFrame(rows)
+                shown = table.drop(columns=[c for c in ("path", "reason") if c in table])
+                print(shown.to_string(index=False))
+                for r in rows:
+                    if r.get("reason"):
+                        print(f"{r['status']}: {r['path']}: {r['reason']}")
             return 0
         if args.command == "run":
             from .experiments import run_experiment
             cfg = _configs(args, [args.experiment])[0]
             res = run_experiment(cfg, args.runs_dir, args.device, not args.no_progress,
-                                 args.data_dir, args.allow, reuse=not args.no_reuse)
+                                 args.data_dir, args.allow, reuse=not args.no_reuse,
+                                 wait=not args.no_wait)
             print(f"{cfg.experiment} {cfg.model.arch}/{cfg.data.dataset} profile={cfg.profile}"
-                  f": {len(res.trials)} trial(s) finished; records in "
-                  f"{', '.join(str(t.path) for t in res.trials)}")
+                  f": {len(res.trials)} of {cfg.trials} trial(s) finished; records in "
+                  f"{', '.join(str(t.path) for t in res.trials) or '(none)'}")
+            if len(res.trials) < cfg.trials:
+                print(f"error: {cfg.trials - len(res.trials)} trial(s) did not finish (skipped "
+                      f"or unreadable); `python -m lthlib runs ls` says why", file=sys.stderr)
+                return 1
             return 0
         if args.command == "sweep":
             from .sweep import run_sweep

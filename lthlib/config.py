@@ -34,6 +34,18 @@ def check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
     return norm
 
 
+def check_int(what: str, value: object, minimum: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) and at least ``minimum``, else a ValueError
+    naming the value and what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer"
+                         + (f" >= {minimum}" if minimum is not None else "")
+                         + f", got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "lenet"
@@ -93,6 +105,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", check_choice("scope", self.scope, SCOPES))
         object.__setattr__(self, "method", check_choice("method", self.method, METHODS))
+        check_int("rounds", self.rounds, 0)
         for name in ("fc_rate", "conv_rate", "output_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
@@ -260,8 +273,12 @@ class ExperimentConfig:
                            check_choice("experiment", self.experiment, EXPERIMENTS))
         object.__setattr__(self, "profile", check_choice("profile", self.profile, PROFILES))
         object.__setattr__(self, "oneshot_targets", tuple(float(x) for x in self.oneshot_targets))
-        if self.trials < 1 or self.reinits < 0:
-            raise ValueError(f"trials must be >= 1 and reinits >= 0: {self.trials}, {self.reinits}")
+        check_int("trials", self.trials, 1)
+        check_int("seed", self.seed, 0)
+        check_int("reinits", self.reinits, 0)
+        if self.lr_setting != "" and self.lr_setting not in RESNET_LR_SETTINGS:
+            raise ValueError(f"unknown lr setting {self.lr_setting!r}; allowed: '' (none), "
+                             f"{', '.join(RESNET_LR_SETTINGS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -299,13 +316,27 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
                     reinits: int | None = None, lr_setting: str | None = None,
                     rounds: int | None = None, **overrides: Any) -> ExperimentConfig:
     """Build an experiment at the paper's settings for ``arch`` with ``profile`` applied."""
+    for what, value in (("experiment", experiment), ("arch", arch), ("dataset", dataset),
+                        ("profile", profile)):
+        if not isinstance(value, str):
+            raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     experiment = check_choice("experiment", experiment, EXPERIMENTS)
     arch = check_choice("network", arch, ARCHS)
     dataset = check_choice("dataset", dataset, DATASETS)
+    check_int("trials", trials, 1)
+    check_int("seed", seed, 0)
+    if reinits is not None:
+        check_int("reinits", reinits, 0)
+    if rounds is not None:
+        check_int("rounds", rounds, 1)
     train, prune = paper_train(arch), paper_prune(arch)
     data = DataConfig(dataset, augment=arch in ("resnet18", "vgg19") and dataset == "cifar10")
     if lr_setting:
         lr_setting = check_choice("lr setting", lr_setting, tuple(RESNET_LR_SETTINGS))
+        if arch != "resnet18":
+            raise ValueError(f"lr setting {lr_setting!r} is one of Figure 8's ResNet-18 "
+                             f"settings, not for {arch!r}; allowed: arch 'resnet18', or no "
+                             f"lr setting")
         train = replace(train, **RESNET_LR_SETTINGS[lr_setting])
     train, prune, data = apply_profile(train, prune, data, profile)
     if rounds is not None:
@@ -319,3 +350,73 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
                            trials, seed, 1 if reinits is None else reinits, targets,
                            lr_setting=lr_setting or "")
     return replace(cfg, **overrides) if overrides else cfg
+
+
+# --- the chapters' papermill parameters ------------------------------------------------------
+
+EXECUTORS = ("local", "ray")
+# extra chapter parameters: name -> smallest allowed integer (None allowed where noted)
+_CHAPTER_INTS: dict[str, int] = {"rerun_iterations": 1, "demo_iterations": 1,
+                                 "lmc_points": 2, "first_seed": 0}
+_CHAPTER_OPTIONAL_INTS: dict[str, int] = {"rounds": 1}
+
+
+def check_chapter_params(profile: str = "auto", dataset: str = "mnist", trials: int = 0,
+                         runs_dir: Any = None, device: Any = None, executor: str = "local",
+                         **extra: Any) -> dict[str, Any]:
+    """Check a chapter's papermill parameters before anything runs; return them normalised.
+
+    A bad value (``-p trials -1``, ``-p profile fast``, ``-p device bogus``) stops the chapter
+    in its first cell with one line naming the value and what is allowed, instead of being
+    read as "auto" or failing deep inside a run. Extra parameters some chapters take
+    (``rounds``, ``rerun_iterations``, ``demo_iterations``, ``lmc_points``, ``first_seed``,
+    ``datasets``) are checked too; an unknown name is an error (a typo in ``-p`` would
+    otherwise be ignored by papermill).
+    """
+    out: dict[str, Any] = {}
+    if not isinstance(profile, str):
+        raise ValueError(f"profile must be a string, got {type(profile).__name__} {profile!r}; "
+                         f"allowed: auto, {', '.join(PROFILES)}")
+    out["profile"] = ("auto" if profile.lower() == "auto"
+                      else check_choice("profile", profile, ("auto",) + PROFILES))
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset must be a string, got {type(dataset).__name__} "
+                         f"{dataset!r}; allowed: {', '.join(DATASETS)}")
+    out["dataset"] = check_choice("dataset", dataset, DATASETS)
+    out["trials"] = check_int("trials (0 = as many as runs/ holds)", trials, 0)
+    if runs_dir is not None:
+        import os
+        if not isinstance(runs_dir, (str, os.PathLike)) or str(runs_dir) == "":
+            raise ValueError(f"runs_dir must be a folder path or None, got "
+                             f"{type(runs_dir).__name__} {runs_dir!r}")
+        if os.path.exists(runs_dir) and not os.path.isdir(runs_dir):
+            raise ValueError(f"runs_dir {str(runs_dir)!r} is a file; allowed: a folder "
+                             f"(created if missing) or None")
+    out["runs_dir"] = runs_dir
+    if device is not None:
+        from .device import default_device
+        if not isinstance(device, str):
+            raise ValueError(f"device must be a string or None, got {type(device).__name__} "
+                             f"{device!r}; allowed: cpu, cuda, cuda:<index>")
+        default_device(device)  # raises naming the device and what is allowed
+    out["device"] = device
+    if not isinstance(executor, str):
+        raise ValueError(f"executor must be a string, got {type(executor).__name__} "
+                         f"{executor!r}; allowed: {', '.join(EXECUTORS)}")
+    out["executor"] = check_choice("executor", executor, EXECUTORS)
+    allowed = sorted([*_CHAPTER_INTS, *_CHAPTER_OPTIONAL_INTS, "datasets"])
+    for name, value in extra.items():
+        if name in _CHAPTER_INTS:
+            out[name] = check_int(name, value, _CHAPTER_INTS[name])
+        elif name in _CHAPTER_OPTIONAL_INTS:
+            out[name] = None if value is None else check_int(
+                f"{name} (None = the profile's)", value, _CHAPTER_OPTIONAL_INTS[name])
+        elif name == "datasets":
+            if not isinstance(value, str) or not value.split():
+                raise ValueError(f"datasets must be space-separated dataset names, got "
+                                 f"{value!r}; allowed: {', '.join(DATASETS)}")
+            out[name] = " ".join(check_choice("dataset", d, DATASETS) for d in value.split())
+        else:
+            raise ValueError(f"unknown chapter parameter {name!r}; allowed: profile, dataset, "
+                             f"trials, runs_dir, device, executor, {', '.join(allowed)}")
+    return out

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import zlib
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, Subset
 
@@ -121,6 +122,11 @@ def _atomic_copy(src: Path, dst: Path, expected_md5: str | None) -> None:
                              f"{digest.hexdigest()}, expected {expected_md5}; replace the "
                              "file (or pass verify=False to skip checks)")
         os.replace(tmp, dst)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{src} is truncated or not a valid gzip file ({type(err).__name__}: "
+                         f"{err}); allowed: the complete gzipped file, or the un-gzipped file "
+                         f"without .gz; replace it") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

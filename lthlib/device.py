@@ -11,7 +11,11 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     choice = device if device is not None else os.environ.get("LTH_DEVICE") or None
     if choice is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(choice)
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {choice!r}; allowed: cpu, cuda, cuda:<index>, "
+                         f"mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(choice)!r} requested but CUDA is not available; "
                          "allowed here: 'cpu'")

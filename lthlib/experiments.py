@@ -20,6 +20,8 @@ when the architecture allows (LeNet, MLP); all networks of a trial share its min
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +35,7 @@ from . import engine
 from .config import ExperimentConfig, make_experiment
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
+from .lock import TrialLock
 from .masks import mask_digest, save_masks, save_reinit_digests, seal, theta0_digest
 from .models import create_network, prunable_layers
 from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
@@ -185,6 +188,7 @@ class _Runner:
         self.resumed: dict[int, list[str]] = {}  # stages an earlier process trained
         # seconds of partly reused stages (lthlib.reuse), None where they were not timed
         self.carried: dict[int, list[float | None]] = {}
+        self.settings: dict[str, Any] = {}  # numeric settings recorded with every stage
 
     def stage(self, name: str, trials: list[ExperimentConfig],
               build: Callable[[ExperimentConfig], list[Member]],
@@ -239,7 +243,7 @@ class _Runner:
                 self._save_states(t, name, kept)
             metrics = pd.concat(parts, ignore_index=True)
             # trials trained together share the stage's time by their number of networks
-            self.store.save_stage(t, name, metrics, wall_time_s=wall)
+            self.store.save_stage(t, name, metrics, wall_time_s=wall, settings=self.settings)
             self.metrics.setdefault(seed, []).append(metrics)
             out[seed] = [(m, finished[_key(m)] if keep_state(m) else None)
                          for m in members_of[seed]]
@@ -390,6 +394,11 @@ class ExperimentResult:
     @property
     def summary(self) -> pd.DataFrame:
         """Per-network summary rows of every trial, with a ``seed`` column."""
+        if not self.trials:
+            raise ValueError(f"no finished trials of {self.config.experiment} "
+                             f"{self.config.model.arch}/{self.config.data.dataset} profile="
+                             f"{self.config.profile} in the store; `python -m lthlib runs ls` "
+                             f"lists what it holds and why")
         return pd.concat([tr.summary.assign(seed=tr.config.seed) for tr in self.trials],
                          ignore_index=True)
 
@@ -410,37 +419,126 @@ def check_combination(cfg: ExperimentConfig, allow: bool = False) -> None:
                          f"{cfg.model.arch!r}; pass allow=True (CLI: --allow) to run it anyway")
 
 
+def numeric_settings(cfg: ExperimentConfig, device: torch.device) -> dict[str, Any]:
+    """The settings that change a trial's numbers beyond its config: torch's thread count
+    (float reductions) and the sparse-path threshold (engine architectures only)."""
+    sparse = engine.sparse_threshold(device) if engine.supports(cfg.model.arch) else None
+    return {"threads": torch.get_num_threads(), "sparse_path_below_density": sparse}
+
+
+def check_resume_settings(store: RunStore, trial: ExperimentConfig,
+                          settings: dict[str, Any]) -> None:
+    """Refuse to resume a trial whose stored stages ran with another sparse-path threshold:
+    the paths differ by float rounding, so one trial must not mix them. (A different thread
+    count is recorded per stage instead, see :meth:`RunStore.finish`.)"""
+    want = settings.get("sparse_path_below_density")
+    for stage, got in store.stage_settings(trial).items():
+        have = got.get("sparse_path_below_density", want)
+        if have != want:
+            path = store.trial_dir(trial)
+            raise ValueError(
+                f"trial {path} has stages trained with sparse_path_below_density={have!r} "
+                f"(stage {stage}); this process would use {want!r}; allowed: resume with "
+                f"LTH_SPARSE_BELOW={have if have is not None else 0}, or delete "
+                f"{path / 'stages'} to train the trial again from scratch")
+
+
+def _check_run_args(cfg: object, runs_dir: object, device: object, flags: dict[str, object],
+                    data_root: object) -> None:
+    if not isinstance(cfg, ExperimentConfig):
+        raise ValueError(f"cfg must be an ExperimentConfig (lthlib.make_experiment builds one), "
+                         f"got {type(cfg).__name__}")
+    for name, value in (("runs_dir", runs_dir), ("data_root", data_root)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"{name} must be a path (str or os.PathLike) or None, got "
+                             f"{type(value).__name__} {value!r}")
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be a str, torch.device or None, got "
+                         f"{type(device).__name__} {device!r}; allowed: cpu, cuda, cuda:<index>")
+    if isinstance(device, str):
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:<index>, "
+                             f"mps") from None
+    for name, value in flags.items():
+        if not isinstance(value, bool) and not (name == "progress" and isinstance(value, str)):
+            raise ValueError(f"{name} must be True or False, got {type(value).__name__} "
+                             f"{value!r}")
+
+
+def _compute(cfg: ExperimentConfig, store: RunStore, missing: list[ExperimentConfig],
+             dev: torch.device, data_root: str | Path | None, progress: bool,
+             reuse: bool) -> None:
+    """Train the ``missing`` trials (their locks are held by the caller)."""
+    if reuse:
+        seed_missing(store, missing)
+    settings = numeric_settings(cfg, dev)
+    for t in missing:
+        check_resume_settings(store, t, settings)
+    data = load_tensors_for(cfg.data, root=data_root, device=dev)
+    runner = _Runner(cfg, store, data, dev, progress)
+    runner.settings = settings
+    code_version = git_commit()  # the code that computes, not HEAD when it finishes
+    t0 = time.perf_counter()
+    EXPERIMENT_FUNCS[cfg.experiment](runner, missing)
+    runner.finish(missing, time.perf_counter() - t0,
+                  {"population_engine": engine.supports(cfg.model.arch),
+                   "sparse_path_below_density": settings["sparse_path_below_density"]},
+                  code_version)
+
+
 def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
                    device: torch.device | str | None = None, progress: bool = True,
                    data_root: str | Path | None = None, allow: bool = False,
-                   compute: bool = True, reuse: bool = True) -> ExperimentResult:
+                   compute: bool = True, reuse: bool = True, wait: bool = True
+                   ) -> ExperimentResult:
     """Return every trial of ``cfg`` from the store, computing (and storing) what is missing.
 
     With ``compute=False`` only finished trials are returned (nothing is trained). With
     ``reuse`` (the default) a new trial that only adds IMP rounds or controls to a finished
     one starts from that trial's networks (:mod:`lthlib.reuse`; its record says so).
+    One process trains a trial at a time (:class:`lthlib.lock.TrialLock`): a trial that
+    another process is training is waited for (``wait=True``, with a message on stderr)
+    and then read from the store, or skipped with a message (``wait=False``; the result
+    then lacks it). Every call rebuilds a missing or stale store index.
     """
+    _check_run_args(cfg, runs_dir, device, {"progress": progress, "allow": allow,
+                                            "compute": compute, "reuse": reuse, "wait": wait},
+                    data_root)
     check_combination(cfg, allow)
     if cfg.experiment == "global-imp" and cfg.prune.scope != "global":
         cfg = replace(cfg, prune=replace(cfg.prune, scope="global"))
     store = RunStore(runs_dir)
     trials = trial_configs(cfg)
     missing = [t for t in trials if store.load(t) is None]
-    if missing and compute:
-        if reuse:
-            seed_missing(store, missing)
-        dev = default_device(device)
-        data = load_tensors_for(cfg.data, root=data_root, device=dev)
-        runner = _Runner(cfg, store, data, dev, progress)
-        code_version = git_commit()  # the code that computes, not HEAD when it finishes
-        t0 = time.perf_counter()
-        EXPERIMENT_FUNCS[cfg.experiment](runner, missing)
-        runner.finish(missing, time.perf_counter() - t0,
-                      {"population_engine": engine.supports(cfg.model.arch),
-                       "sparse_path_below_density": (engine.sparse_threshold(dev)
-                                                     if engine.supports(cfg.model.arch)
-                                                     else None)}, code_version)
+    dev = default_device(device) if missing and compute else None
+    while missing and compute and dev is not None:
+        locks = [TrialLock(store.trial_dir(t)) for t in missing]
+        mine = [(t, lk) for t, lk in zip(missing, locks) if lk.try_acquire()]
+        busy = [(t, lk) for t, lk in zip(missing, locks) if not lk.held]
+        try:
+            todo = [t for t, _ in mine if store.load(t) is None]  # finished meanwhile?
+            if todo:
+                _compute(cfg, store, todo, dev, data_root, progress, reuse)
+        finally:
+            for _, lk in mine:
+                lk.release()
+        missing = []
+        for t, lk in busy:
+            where = store.trial_dir(t)
+            if not wait:
+                print(f"lthlib: skipping {where}: process {lk.holder()} is training it",
+                      file=sys.stderr)
+                continue
+            print(f"lthlib: waiting for process {lk.holder()}, which is training {where}",
+                  file=sys.stderr)
+            with lk:  # blocks until the other process is done (or died)
+                pass
+            if store.load(t) is None:  # the other process stopped early: train it here
+                missing.append(t)
     records = [rec for rec in (store.load(t) for t in trials) if rec is not None]
+    store.ensure_index()
     return ExperimentResult(cfg, records)
 
 
@@ -448,6 +546,6 @@ def run(experiment: str, arch: str = "lenet", dataset: str = "mnist", profile: s
         trials: int = 1, runs_dir: str | Path | None = None, **kwargs: Any) -> ExperimentResult:
     """Convenience wrapper: ``lth.run("imp", "lenet", "mnist", profile="quick", trials=2)``."""
     run_kwargs = {k: kwargs.pop(k) for k in ("device", "progress", "data_root", "allow",
-                                             "compute") if k in kwargs}
+                                             "compute", "reuse", "wait") if k in kwargs}
     cfg = make_experiment(experiment, arch, dataset, profile, trials, **kwargs)
     return run_experiment(cfg, runs_dir, **run_kwargs)

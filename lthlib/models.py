@@ -69,6 +69,19 @@ _VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 51
           512, 512, 512, 512)
 
 
+def _flat_input(net: nn.Module, x: Tensor) -> Tensor:
+    """``x`` flattened per example, after checking it has as many values as ``fc1`` takes,
+    so a wrong input shape names the network's ``in_shape`` instead of a matmul error."""
+    want = net.fc1.in_features
+    if x.dim() < 2 or math.prod(x.shape[1:]) != want:
+        shape = getattr(net, "in_shape", None)
+        built = f"in_shape={shape}" if shape else f"{want} input values"
+        raise ValueError(f"{net.arch} got input of shape {tuple(x.shape)}; allowed: (N, C, H, "
+                         f"W) with C*H*W = {want} (it was built for {built}; pass in_shape= "
+                         f"to create_network for other inputs)")
+    return x.flatten(1)
+
+
 class LeNet(nn.Module):
     """LeNet-300-100; ``list(net.children())[0]`` is ``fc1`` (the assignment prints it)."""
 
@@ -80,7 +93,7 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(100, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc1(_flat_input(self, x)))
         return self.fc3(F.relu(self.fc2(x)))
 
 
@@ -96,7 +109,7 @@ class MLP(nn.Module):
         self.fc4 = nn.Linear(32, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc1(_flat_input(self, x)))
         x = F.relu(self.fc2(x))
         return self.fc4(F.relu(self.fc3(x)))
 
@@ -228,7 +241,9 @@ def _build(arch: str, num_classes: int, in_shape: tuple[int, int, int]) -> nn.Mo
     channels = in_shape[0]
     if arch in ("lenet", "mlp"):
         cls = LeNet if arch == "lenet" else MLP
-        return cls(math.prod(in_shape), num_classes)
+        net = cls(math.prod(in_shape), num_classes)
+        net.in_shape = tuple(in_shape)
+        return net
     if arch.startswith("conv"):
         return ConvNet(int(arch[4:]), in_shape, num_classes)
     if arch == "resnet18":

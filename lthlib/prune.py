@@ -115,20 +115,35 @@ def _resolve_rates(net: nn.Module, amount: float | None, rates: dict[str, float]
     return resolved
 
 
-def prune_network(net: nn.Module, amount: float | None = None, scope: str = "layerwise",
+def prune_network(net: nn.Module, amount: float | None = None, scope: str | None = None,
                   method: str = "l1", rates: dict[str, float] | None = None,
                   arch: str | None = None,
                   generator: torch.Generator | None = None) -> nn.Module:
     """Remove a fraction of the REMAINING weights, in place (so rounds compound, as in IMP).
 
+    With no arguments, one round of the paper's method for the network's architecture
+    (``arch``, default ``net.arch``), scope included:
+
+    * lenet, mlp: layer-wise, fc layers 20%, the output layer 10%;
+    * conv2, conv4: layer-wise, conv 10%, fc 20%, output 10%; conv6: conv 15%, fc 20%,
+      output 10%;
+    * resnet18, vgg19: one global magnitude threshold over all 3x3 conv weights together at
+      20%; the fc layer and ResNet's 1x1 shortcuts are not pruned.
+
     ``amount``: hidden fc and conv layers lose ``amount``, the output layer ``amount / 2``
-    (the paper's "connections to output at half the rate"). ``amount=None``: the paper's rates
-    for ``arch`` (default ``net.arch``). ``rates`` overrides per kind (fc, conv, output).
-    ``scope="layerwise"``: each layer loses its own share; shortcut convs are never pruned.
-    ``scope="global"``: one magnitude threshold over all "conv" layers at the conv rate; fc,
-    output and shortcut layers are untouched (the paper's Resnet-18/VGG-19 setting).
-    ``method="random"`` draws the pruned weights from ``generator``. Biases/BN are never pruned.
+    (the paper's "connections to output at half the rate"). ``rates`` overrides per kind
+    (fc, conv, output). ``scope``: None = the paper's scope for the architecture when neither
+    ``amount`` nor ``rates`` is given, else "layerwise". ``scope="layerwise"``: each layer
+    loses its own share; shortcut convs are never pruned. ``scope="global"``: one magnitude
+    threshold over all "conv" layers at the conv rate; fc, output and shortcut layers are
+    untouched. ``method="random"`` draws the pruned weights from ``generator``.
+    Biases/BN are never pruned.
     """
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if scope is None:
+        scope = (paper_prune(_arch_of(net, arch)).scope if amount is None and rates is None
+                 else "layerwise")
     scope = check_choice("scope", scope, SCOPES)
     method = check_choice("method", method, METHODS)
     kind_rates = _resolve_rates(net, amount, rates, arch)

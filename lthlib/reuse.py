@@ -74,9 +74,10 @@ def seed_from(store: RunStore, target: ExperimentConfig, source: TrialRecord) ->
     for name in stages:
         for suffix in (".csv", ".sha256", ".json"):
             src = source.path / "stages" / f"{name}{suffix}"
-            if src.exists():
+            if src.is_file() and not src.is_symlink():  # links are never followed
                 _copy_atomic(src, dst / "stages" / src.name)
-    ckpts = sorted((source.path / "ckpt").glob("*.pt"))
+    ckpts = sorted(ck for ck in (source.path / "ckpt").glob("*.pt")
+                   if ck.is_file() and not ck.is_symlink())
     for ck in ckpts:
         _copy_atomic(ck, dst / "ckpt" / ck.name)
     note = {
