@@ -142,28 +142,57 @@ def _tiny_eval(data: TensorSplit, n: int = 64) -> TensorSplit:
 
 def engine_it_s(data: TensorSplit, device: torch.device, population: int, seconds: float,
                 parts: int | None, shared: bool = True, iterations: int | None = None,
-                threads: int | None = None) -> float:
-    """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded.
+                threads: int | None = None, eval_every: int | None = None,
+                overlap_eval: bool | None = None) -> float:
+    """Model-iterations/s of train_population for LeNet (paper's Adam), eval excluded; with
+    ``eval_every``, the whole evaluation schedule included (iterations per wall second).
 
     A short run first (warm-up and rate estimate) sizes the timed run to about ``seconds``.
     """
     inits = [create_network("lenet", seed=s).state_dict() for s in range(population)]
     seeds = [0] * population if shared else list(range(population))
-    small = _tiny_eval(data)
+    evaluated = data if eval_every else _tiny_eval(data)
 
     def timed(its: int) -> float:
-        cfg = replace(PAPER_ADAM, iterations=its, eval_every=its)
+        cfg = replace(PAPER_ADAM, iterations=its, eval_every=eval_every or its)
         _sync(device)
         t0 = time.perf_counter()
-        engine.train_population("lenet", inits, [None] * population, small, cfg, seeds,
-                                device=device, parts=parts, threads=threads)
+        engine.train_population("lenet", inits, [None] * population, evaluated, cfg, seeds,
+                                device=device, parts=parts, threads=threads,
+                                overlap_eval=overlap_eval)
         _sync(device)
         return time.perf_counter() - t0
 
-    probe = 10
+    probe = eval_every or 10
     rate = probe / timed(probe)
     its = iterations or max(probe, min(100_000, int(rate * seconds)))
+    if eval_every:  # at least ten evaluation points, so set-up does not dominate
+        its = max(10 * eval_every, its // eval_every * eval_every)
     return population * its / timed(its)
+
+
+def plain_eval_it_s(data: TensorSplit, seconds: float, eval_every: int = 100) -> float:
+    """The plain loop with the reference's evaluation (train-eval, val, test) every
+    ``eval_every`` iterations: training iterations per wall second, evaluation included."""
+    net = create_network("lenet", seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1.2e-3, fused=True)
+    x_all, y_all = data.train_x.reshape(len(data.train_y), -1), data.train_y
+    splits = [(data.train_eval_x.reshape(len(data.train_eval_y), -1), data.train_eval_y),
+              (data.val_x.reshape(len(data.val_y), -1), data.val_y),
+              (data.test_x.reshape(len(data.test_y), -1), data.test_y)]
+    order = batch_indices(len(y_all), 60, 0)
+    done, t0 = 0, time.perf_counter()
+    while True:
+        for xs, ys in splits:
+            _reference_evaluate(net, xs, ys)
+        for _ in range(eval_every):
+            idx = next(order)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x_all[idx]), y_all[idx]).backward()
+            opt.step()
+        done += eval_every
+        if time.perf_counter() - t0 >= seconds:
+            return done / (time.perf_counter() - t0)
 
 
 def sparse_sweep(data: TensorSplit, seconds: float, levels: range = range(19),
@@ -482,6 +511,31 @@ def k1_against_plain(data: TensorSplit, device: torch.device, threads: int, seco
             "ratio": ratios[rounds // 2]}
 
 
+def k1_with_evaluation(data: TensorSplit, threads: int, seconds: float,
+                       eval_every: int = 100) -> dict[str, float]:
+    """One network with the paper's evaluation schedule, on a CPU at ``threads``: the plain
+    loop, the engine evaluating inline, and the engine's default (evaluation beside
+    training when a thread is spare); measured one after the other, twice, means."""
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    runs: dict[str, list[float]] = {"plain": [], "inline": [], "default": []}
+    try:
+        for _ in range(2):
+            best = 0.0
+            for n in sorted({1, threads}):  # the plain loop at its faster thread count
+                torch.set_num_threads(n)
+                best = max(best, plain_eval_it_s(data, seconds, eval_every))
+            runs["plain"].append(best)
+            for name, overlap in (("inline", False), ("default", None)):
+                runs[name].append(engine_it_s(data, cpu, 1, seconds, None, threads=threads,
+                                              eval_every=eval_every, overlap_eval=overlap))
+    finally:
+        torch.set_num_threads(before)
+    med = {name: sum(v) / len(v) for name, v in runs.items()}
+    return {"plain_eval_it_s": med["plain"], "engine_k1_eval_inline_it_s": med["inline"],
+            "engine_k1_eval_it_s": med["default"]}
+
+
 def machine() -> dict[str, Any]:
     """CPU model, the vector features that decide float speed, cores and load, for the record."""
     model, flags = "", set()
@@ -586,6 +640,14 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         k1_one = k1_against_plain(data, device, 1, budget)
         note("engine: K=1, 1 thr (alternating with plain)", k1_one["engine_k1_it_s"], "it/s")
         note("plain: same 1 thr, alternating", k1_one["plain_it_s"], "it/s")
+    with_eval = None
+    if device.type == "cpu":
+        with_eval = k1_with_evaluation(data, threads, budget)
+        note("plain + eval every 100 it, faster thr count", with_eval["plain_eval_it_s"], "it/s")
+        note(f"engine K=1 + eval inline, {threads} thr", with_eval["engine_k1_eval_inline_it_s"],
+             "it/s")
+        note(f"engine K=1 + eval (default), {threads} thr", with_eval["engine_k1_eval_it_s"],
+             "it/s")
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)  # the engine evaluates on single-threaded parts
@@ -618,6 +680,7 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
         "engine_k1_1thread_it_s": round(k1_one["engine_k1_it_s"], 1) if k1_one else None,
         "plain_k1_1thread_it_s": round(k1_one["plain_it_s"], 1) if k1_one else None,
         "ratio_k1_plain_1thread": round(k1_one["ratio"], 2) if k1_one else None,
+        **{k: round(v, 1) for k, v in (with_eval or {}).items()},
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         **machine(), **provenance(),
     }

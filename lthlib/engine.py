@@ -17,7 +17,15 @@ and agrees with train() up to float rounding rather than bit for bit.
 
 On a multi-core CPU the population is split into parts trained by one Python thread each
 with one intra-op thread (torch releases the GIL inside ops), which keeps every core busy
-without the synchronisation of multi-threaded small GEMMs.
+without the synchronisation of multi-threaded small GEMMs. Paths by K and density, each
+backed by a measurement in ``python -m lthlib.bench`` (``runs/bench/``):
+
+- K = 1 (``trials=1``, every IMP ticket level): one network trains on one thread, never on
+  two intra-op threads, because torch's kernels round differently at another thread count
+  and stored results must stay reproducible; a spare thread evaluates a frozen copy of the
+  weights while training goes on (:mod:`lthlib.eval_worker`), which gives the same numbers;
+- K >= 2: one single-threaded part per thread, members stacked (bmm), evaluated together;
+- density: members with a layer at most 15% dense train and evaluate on the sparse path.
 
 Used in: chapter 7.3 (training at scale) and by :mod:`lthlib.experiments` for lenet/mlp.
 """
