@@ -30,6 +30,15 @@ def test_single_network_against_plain_loop_and_eval_cost(data):
                                           "avx512_fp16", "amx_bf16", "amx_tile"}
 
 
+def test_single_network_with_evaluation_schedule(data):
+    before = torch.get_num_threads()
+    rates = bench.k1_with_evaluation(data, threads=2, seconds=0.05, eval_every=5)
+    assert set(rates) == {"plain_eval_it_s", "engine_k1_eval_inline_it_s",
+                          "engine_k1_eval_it_s"}
+    assert all(v > 0 for v in rates.values())
+    assert torch.get_num_threads() == before  # the measurement restores torch's setting
+
+
 def test_reference_trial_prunes_as_the_paper():
     """Smoke profile: 3 ticket levels and a re-init at levels 1 and 2, each keeping the
     ticket's mask (fc layers lose 20% of what remains per round, the output layer 10%)."""
