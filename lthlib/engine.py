@@ -586,8 +586,8 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
     try:
         for members in ([i for i in range(k) if i not in sparse], sorted(sparse)):
             groups = _balanced_parts(members, seeds, n_parts)
-            overlap = (overlap_eval if overlap_eval is not None
-                       else device.type == "cpu" and len(groups) * intra < threads)
+            overlap = (overlap_eval if overlap_eval is not None  # single-threaded parts only
+                       else device.type == "cpu" and intra == 1 and len(groups) < threads)
             if len(groups) == 1:
                 torch.set_num_threads(intra)
                 results = [run(groups[0], None, overlap)]
