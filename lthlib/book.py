@@ -818,7 +818,7 @@ def verdict_list(df: pd.DataFrame) -> str:
         if raw["verdict"] != "not run":
             line += f"\n  - Rule: {raw['rule']}."
             if raw.get("detail"):
-                line += f" Levels: {raw['detail']}."
+                line += f" {raw['detail'][0].upper()}{raw['detail'][1:]}."
             if raw.get("evidence") == "indicative":
                 line += (f" Indicative only: the {raw['profile']} profile is not one that can "
                          f"test this claim, so the verdict is not counted in the totals.")

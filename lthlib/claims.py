@@ -409,7 +409,7 @@ def peak_gain(ev: Evidence, pm: float) -> Values | None:
                                                       - np.nanmax(d[1], axis=0))
 
 
-PP, IT = "pp", "it."  # units printed in rules
+PP, IT = "pp", "iterations"  # units printed in rules
 
 # --- the ledger ------------------------------------------------------------------------------
 
