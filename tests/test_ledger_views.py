@@ -61,3 +61,10 @@ def test_ratio_example_is_worked_from_the_trials(ledger: pd.DataFrame, store: Pa
     assert f"**{a.verdict}**" in text
     empty = ledger.assign(verdict="not run")
     assert "do not reach this claim" in book.ratio_example(empty, store)
+
+
+def test_ratio_example_with_one_trial_says_there_is_no_interval(tmp_path: Path) -> None:
+    fake_trial(RunStore(tmp_path), "smoke", 0, summary_rows(seeds=(0,)))
+    df = book.ledger(tmp_path, ["mnist"], figures=("4a",))
+    text = book.ratio_example(df, tmp_path)
+    assert "nothing to redraw" in text and "**inconclusive**" in text
