@@ -412,6 +412,13 @@ def peak_gain(ev: Evidence, pm: float) -> Values | None:
 PP, IT = "pp", "iterations"  # units printed in rules
 
 # --- the ledger ------------------------------------------------------------------------------
+# Tolerances and margins are our choice and are printed in every rule. LeNet accuracy
+# equalities: +/- 0.25 pp, half the paper's 0.5 pp ticket-vs-re-init effect, so a band for
+# "no difference" cannot hold an effect the paper counts as real. Fractions and ratios of
+# early-stop iterations: a quarter of the value either way (+/- 0.1 on 0.38, a factor 1.25).
+# ResNet-18: +/- 0.5 pp between settings and +/- 1 pp on CIFAR-10 accuracies, which the
+# paper's Figure 8 gives to one decimal from curves of a few trials; "no winning tickets" is
+# a gap below +0.5 pp, the same margin.
 
 CLAIMS: tuple[Claim, ...] = (
     # Figure 1: one-shot tickets against randomly sampled sparse networks.
