@@ -573,7 +573,7 @@ def _configs(device: torch.device, threads: int, quick: bool,
         if threads > 1:
             out.append((population, 1))
         return out
-    sizes = [2, 4] if quick else [1, 2, 4, 8]
+    sizes = [1, 2, 4] if quick else [1, 2, 4, 8]
     out = [(k * max(1, threads), None) for k in sizes]
     if threads > 1 and not quick:  # one stack on all threads, for the record
         out.append((8, 1))
