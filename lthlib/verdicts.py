@@ -335,9 +335,9 @@ def rules_in_words() -> str:
         f"numbers is the claim's interval. When the paper compares two things from the same "
         f"trial (a ticket and its re-initialisation, a ticket and the dense network, iterative "
         f"and one-shot pruning of the same seed), a draw keeps each trial's pair together, so "
-        f"what a seed does to both sides cancels out of the comparison: the interval is *paired*. With fewer "
-        f"than {MIN_TRIALS} trials there is nothing to redraw: no interval, and the verdict is "
-        f"*inconclusive*.",
+        f"what a seed does to both sides cancels out of the comparison: the interval is "
+        f"*paired*. With fewer than {MIN_TRIALS} trials there is nothing to redraw: no "
+        f"interval, and the verdict is *inconclusive*.",
         "",
         "One rule per kind of claim; *inconclusive* means our trials cannot tell:",
         "",
@@ -363,7 +363,7 @@ def rules_in_words() -> str:
         "- An effect of the wrong sign is never *partly*: it is not reproduced, or "
         "inconclusive if the interval still reaches the claimed side.",
         "",
-        f"With a handful of trials a percentile bootstrap tends to be a little narrow (it covers the "
-        f"truth somewhat less often than {pct}), so an interval that only just clears a "
-        f"threshold is weaker evidence than it looks.",
+        f"With a handful of trials a percentile bootstrap tends to be a little narrow (it "
+        f"covers the truth somewhat less often than {pct}), so an interval that only just "
+        f"clears a threshold is weaker evidence than it looks.",
     ])
