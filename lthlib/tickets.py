@@ -290,3 +290,19 @@ def overlap_table(trials: Sequence[TrialRecord], levels: Sequence[int]) -> "pd.D
                          "ratio": float(np.mean(jac)) / chance if jac and chance else float("nan"),
                          "pairs": len(jac)})
     return pd.DataFrame(rows)
+
+
+def resolve_profile(profile: str, datasets: Sequence[str], trials: int,
+                    arch: str = "lenet", runs_dir: str | Path | None = None) -> str:
+    """``profile`` itself, or for ``"auto"`` the largest profile whose stored IMP trials with
+    masks number at least ``trials`` for every dataset (else ``"quick"``)."""
+    from .config import PROFILE_ORDER, PROFILES, check_choice
+
+    profile = check_choice("profile", profile, ("auto",) + PROFILES)
+    if profile != "auto":
+        return profile
+    for p in PROFILE_ORDER:
+        if all(len(mask_trials(arch, d, p, runs_dir=runs_dir)) >= max(1, trials)
+               for d in datasets):
+            return p
+    return "quick"

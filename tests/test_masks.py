@@ -89,6 +89,12 @@ def test_imp_trial_stores_masks_in_its_sha256_set(tmp_path):
     # θ0 regenerated from the seed matches the digest recorded when it trained
     assert tr.record["theta0_sha256"] == theta0_digest(theta0(tr))
     assert [t.config.seed for t in mask_trials(profile="smoke", runs_dir=tmp_path)] == [0]
+    # the masks travel with `runs import` and verify there
+    from lthlib.store import import_trials
+    other = tmp_path.parent / f"{tmp_path.name}-imported"
+    assert len(import_trials(tmp_path, other)["imported"]) == 1
+    moved = mask_trials(profile="smoke", runs_dir=other)[0]
+    assert torch.equal(ticket_masks(moved, 2)["fc1"], ticket_masks(tr, 2)["fc1"])
     # a changed mask file makes the trial corrupt for the store (it would be recomputed)
     path = tr.path / "stages" / "ticket-L02.mask.json"
     path.write_text(path.read_text().replace('"kept": ', '"kept": 1'))
