@@ -471,6 +471,8 @@ def _compute(cfg: ExperimentConfig, store: RunStore, missing: list[ExperimentCon
              dev: torch.device, data_root: str | Path | None, progress: bool,
              reuse: bool) -> None:
     """Train the ``missing`` trials (their locks are held by the caller)."""
+    for t in missing:
+        store.claim(t)  # a damaged or misplaced folder's files are never resumed from
     if reuse:
         seed_missing(store, missing)
     settings = numeric_settings(cfg, dev)

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import warnings
 from collections.abc import Sequence
@@ -427,6 +428,37 @@ class RunStore:
         if path.is_symlink():
             path.unlink()
         atomic_write_text(path, json.dumps({**cfg.to_dict()}, indent=1) + "\n")
+
+    def claim(self, cfg: ExperimentConfig) -> list[str]:
+        """Make ``cfg``'s folder its own before computing into it. When its ``config.json``
+        is unreadable or names another config (a damaged or misplaced folder), the stage
+        files, checkpoints and records there belong to no known config: they are removed
+        (never resumed from) with a warning, and ``cfg``'s config is written. Returns the
+        names removed."""
+        path = self.trial_dir(cfg)
+        cfg_file = path / "config.json"
+        if not cfg_file.exists() and not cfg_file.is_symlink():
+            return []
+        try:
+            if experiment_from_dict(_json_object(cfg_file)).run_id() == cfg.run_id():
+                return []
+        except (CorruptRecordError, OSError, KeyError, TypeError, ValueError, AttributeError):
+            pass
+        removed = []
+        for name in ("stages", "ckpt", "record.json", "metrics.csv", "summary.csv",
+                     "reused_from.json", "config.json"):
+            f = path / name
+            if f.is_symlink() or f.is_file():
+                f.unlink()
+            elif f.is_dir():
+                shutil.rmtree(f)
+            else:
+                continue
+            removed.append(name)
+        warnings.warn(f"{path} held files of another or unreadable config; removed "
+                      f"{', '.join(removed)} and computing the trial afresh")
+        self._write_config(cfg)
+        return removed
 
     # --- listing ---
     def trial_paths(self) -> list[Path]:

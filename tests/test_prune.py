@@ -285,3 +285,44 @@ def test_bad_inputs_name_the_allowed_values() -> None:
     with pytest.raises(ValueError, match=r"0 and 1"):
         apply_masks(net, {"fc3": torch.full((10, 100), 0.5)})
     assert not any(hasattr(m, "weight_mask") for _, m, _ in prunable_layers(net))
+
+
+# --- prune_network(net) with no arguments: the paper's method per architecture -----------------
+
+def test_no_argument_pruning_is_the_papers_global_method_on_resnet18_and_vgg19() -> None:
+    """The paper prunes ResNet-18 and VGG-19 with one threshold over all 3x3 convolutions at
+    20% (Section 4); a layer-by-layer 20% would leave every conv layer at exactly 80%."""
+    for arch in ("resnet18", "vgg19"):
+        net, ref = create_network(arch, seed=0), create_network(arch, seed=0)
+        prune_network(net)
+        prune_network(ref, scope="global", rates={"fc": 0.0, "conv": 0.2, "output": 0.0})
+        masks, expected = get_masks(net), get_masks(ref)
+        assert all(torch.equal(masks[k], expected[k]) for k in expected), arch
+        convs = [m for _, m, k in prunable_layers(net) if k == "conv"]
+        shares = [float((m.weight_mask == 0).float().mean()) for m in convs]
+        assert max(shares) - min(shares) > 0.05, arch  # one threshold, uneven per layer
+        total = sum(m.weight.numel() for m in convs)
+        assert sum(int((m.weight_mask == 0).sum()) for m in convs) == round(0.2 * total)
+        for name, module, kind in prunable_layers(net):
+            if kind != "conv":  # fc and 1x1 shortcuts are not pruned
+                assert not hasattr(module, "weight_mask"), (arch, name)
+
+
+@pytest.mark.parametrize(("arch", "rates"), [
+    ("lenet", {"fc": 0.2, "output": 0.1}), ("mlp", {"fc": 0.2, "output": 0.1}),
+    ("conv2", {"conv": 0.1, "fc": 0.2, "output": 0.1}),
+    ("conv6", {"conv": 0.15, "fc": 0.2, "output": 0.1})])
+def test_no_argument_pruning_is_layerwise_at_the_papers_rates(arch, rates) -> None:
+    net = prune_network(create_network(arch, seed=0))
+    for name, module, kind in prunable_layers(net):
+        share = float((module.weight_mask == 0).float().mean())
+        assert share == pytest.approx(rates[kind], abs=1 / module.weight.numel()), name
+
+
+def test_explicit_amount_keeps_layerwise_scope_on_resnet18() -> None:
+    """An explicit amount without a scope stays layer-wise (the assignment's check)."""
+    net = prune_network(create_network("resnet18", seed=0), 0.5)
+    for name, module, kind in prunable_layers(net):
+        if kind == "conv":
+            assert float((module.weight_mask == 0).float().mean()) == pytest.approx(
+                0.5, abs=1 / module.weight.numel()), name
