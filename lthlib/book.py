@@ -855,9 +855,12 @@ def evidence_note(df: pd.DataFrame) -> str:
     ind = df[df.get("evidence", pd.Series("", index=df.index)) == "indicative"]
     if len(ind):
         figure = {c.id: c.figure for c in CLAIMS}
-        by = ind.groupby("profile")["claim"].agg(lambda c: sorted({figure.get(x, x) for x in c}))
-        parts = [f"{len(ind[ind.profile == p])} from the `{p}` profile (Figure "
-                 + ", ".join(figs) + ")" for p, figs in by.items()]
+        order = list(dict.fromkeys(figure.values()))  # the ledger's order of figures
+        by = ind.groupby("profile")["claim"].agg(lambda c: sorted(
+            {figure.get(x, x) for x in c}, key=lambda f: order.index(f) if f in order else 99))
+        parts = [f"{len(ind[ind.profile == p])} from the `{p}` profile (Figure"
+                 + ("s " if len(figs) > 1 else " ") + ", ".join(figs) + ")"
+                 for p, figs in by.items()]
         text += (" Indicative, in their own column and in no verdict column: "
                  + "; ".join(parts) + ".")
     return text

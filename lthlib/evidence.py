@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -196,7 +197,8 @@ def quotient(a: Values | None, b: Values | None) -> Values | None:
 ES, ES_ACC, ES_TRAIN = "early_stop_iteration", "early_stop_test_acc", "early_stop_train_acc"
 FINAL_ACC, FINAL_TRAIN = "final_test_acc", "final_train_acc"
 IMP, ONESHOT = ("imp", "lenet"), ("oneshot", "lenet")
-FIG8 = {s: ("global-imp", "resnet18", s) for s in ("lr0.1", "lr0.01", "lr0.03-warmup")}
+FIG8: Mapping[str, Need] = MappingProxyType(
+    {s: ("global-imp", "resnet18", s) for s in ("lr0.1", "lr0.01", "lr0.03-warmup")})
 
 
 def ticket_vs_dense(need: Need, metric: str, pm: float, variant: str = "ticket",
