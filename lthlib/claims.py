@@ -359,6 +359,10 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
     how = (f"{'paired' if paired else 'unpaired'} bootstrap over {n} trial"
            f"{'s' if n != 1 else ''}")
     rule = f"{claim.criterion()}; {how}"
+    if isinstance(point, LevelValues) != isinstance(claim.rule, EveryLevel):
+        raise TypeError(f"claim {claim.id!r}: per-level values go with an EveryLevel rule and "
+                        f"single values with the others; got {type(claim.rule).__name__} for "
+                        f"{'per-level values' if isinstance(point, LevelValues) else 'a value'}")
     if isinstance(point, LevelValues):
         ours, ci, verdict, detail = _judge_levels(claim, point, boot, n)
     else:
@@ -379,7 +383,8 @@ def _judge_levels(claim: Claim, point: LevelValues, boot: Measured, n: int
     level: a contradicting level first, else an inconclusive one, else any; among those, the
     one whose estimate lies least on the claimed side."""
     rule = claim.rule
-    assert isinstance(rule, EveryLevel) and isinstance(boot, LevelValues)
+    if not isinstance(rule, EveryLevel) or not isinstance(boot, LevelValues):
+        raise TypeError(f"claim {claim.id!r}: per-level values need an EveryLevel rule")
     cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n)
            for i in range(len(point.pms))]
     verdicts = [rule.level_verdict(ci) for ci in cis]
@@ -519,7 +524,7 @@ def evaluate_claims(runs_dir: str | Path | None = None, datasets: Sequence[str] 
                                levels=min(r.summary["level"].nunique()
                                           for r in results.values()))
                 if a.verdict != "not run":
-                    row["evidence"] = "counted" if c.counted(prof) else "indicative"
+                    row["evidence"] = EVIDENCE[0] if c.counted(prof) else EVIDENCE[1]
             rows.append(row)
     df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
     for col in ("ours", "ci_low", "ci_high"):

@@ -443,3 +443,11 @@ def test_claim_evidence_shows_the_trials_behind_a_verdict(fake_store, imp):
     a = C.assess(C.get_claim("fig4a-ticket-2.51x-faster-than-reinit"), ev)
     assert a.ours == pytest.approx(trials.reinit.mean() / trials.ticket.mean())
     assert C.claim_evidence("fig8-lr0.1-dense-90.5pct", "mnist", fake_store) == (None, "")
+
+
+def test_a_rule_that_does_not_fit_the_measurement_is_named():
+    five = summary_rows(seeds=range(5))
+    per_level = C.gaps_by_level(C.IMP, C.ES_ACC, 1.0, 0.0, "dense")
+    wrong = C.claim("test-wrong", "4a", "x", "x", (C.IMP,), per_level, Below(0.0))
+    with pytest.raises(TypeError, match="test-wrong.*EveryLevel"):
+        C.assess(wrong, C.Evidence({"imp/lenet": five}))
