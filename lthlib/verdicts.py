@@ -357,9 +357,12 @@ def rules_in_words() -> str:
         "contradicts it (the chapter names those levels), partly if the others cannot tell.",
         f"- **Monotone** (\"the sparser, the slower\"): the Spearman rank correlation of Pm "
         f"with the level means must reach {RHO_MIN:g} in the claimed direction, with its "
-        f"interval beyond {RHO_FLOOR:g}. Neighbouring levels whose means differ by less than "
-        f"the trial noise may swap places; a trend that is clear (interval beyond "
-        f"{RHO_FLOOR:g}) but weaker than {RHO_MIN:g} is partly reproduced.",
+        f"interval beyond {RHO_FLOOR:g}. Not 1, because neighbouring levels whose means "
+        f"differ by less than the trial noise may swap places; an interval beyond "
+        f"{RHO_FLOOR:g}, so that the trend survives redrawing the trials and is not carried "
+        f"by one of them. A clear trend (interval beyond {RHO_FLOOR:g}) weaker than "
+        f"{RHO_MIN:g} is partly reproduced; an interval wholly short of {RHO_FLOOR:g} is not "
+        f"reproduced, one across it inconclusive.",
         "- An effect of the wrong sign is never *partly*: it is not reproduced, or "
         "inconclusive if the interval still reaches the claimed side.",
         "",
