@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .config import ExperimentConfig, experiment_from_dict
+from .config import ExperimentConfig, check_int, experiment_from_dict
 from .experiments import check_combination, run_experiment, trial_configs
 from .store import RunStore, trial_files, write_trial_files
 
@@ -177,10 +177,11 @@ def run_sweep(configs: list[ExperimentConfig], runs_dir: str | os.PathLike | Non
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    check_int("max_retries", max_retries, 0)
+    check_int("threads", threads, 1)
+    if isinstance(configs, ExperimentConfig):
+        raise ValueError("configs must be a list of ExperimentConfig, got one ExperimentConfig; "
+                         "pass [cfg]")
     t0 = time.perf_counter()
     store = RunStore(runs_dir)
     units = sweep_units(list(configs), allow)

@@ -340,3 +340,43 @@ def test_every_committed_trial_is_finished_and_verified():
         assert rec.record["status"] == "finished"
         assert rec_file.parent.name == f"seed{rec.config.seed}-{rec.config.run_id()}"
         assert store.load(rec.config) is not None
+
+
+# --- the one-off migration adds hashes only where the existing ones verify ------------------
+
+def _as_old_record(trial: Path) -> None:
+    """What records written before every file was hashed look like."""
+    rec = json.loads((trial / "record.json").read_text())
+    rec["sha256"] = {k: v for k, v in rec["sha256"].items()
+                     if k in ("metrics.csv", "summary.csv")}
+    (trial / "record.json").write_text(json.dumps(rec, indent=1) + "\n")
+
+
+def test_migration_adds_hashes_only_where_the_existing_ones_verify(store, tmp_path, capsys):
+    from lthlib.store import migrate_hashes
+    trial = only_trial(store)
+    _as_old_record(trial)
+    assert RunStore(store).list()["status"].tolist() == ["unverified"]
+    assert migrate_hashes(store, dry_run=True)["migrated"] and RunStore(store).list()[
+        "status"].tolist() == ["unverified"]  # a dry run changes nothing
+    assert main(["runs", "migrate", "--runs-dir", str(store)]) == 0
+    rec = RunStore(store)._read(trial).record  # verifies in full now
+    assert "stages/reinit.csv" in rec["sha256"] and rec["sha256_migration"]["added"] > 0
+    assert migrate_hashes(store)["complete"] == [str(trial.relative_to(store))]
+    capsys.readouterr()
+    # an old record whose summary was edited after its hash was removed is refused
+    for damage in ("summary", "stage"):
+        other = tmp_path / damage
+        shutil.copytree(store, other)
+        t = only_trial(other)
+        _as_old_record(t)
+        if damage == "summary":
+            rec = json.loads((t / "record.json").read_text())
+            del rec["sha256"]["summary.csv"]
+            (t / "record.json").write_text(json.dumps(rec))
+        else:  # a stage edited without updating its .sha256 file
+            stage = t / "stages" / "ticket-L01.csv"
+            stage.write_text(stage.read_text().replace("0.", "0.9", 1))
+        report = migrate_hashes(other)
+        assert report["migrated"] == [] and len(report["refused"]) == 1, damage
+        assert RunStore(other).list()["status"].tolist() == ["unverified"]

@@ -213,3 +213,16 @@ def test_ray_failed_task_is_reported_and_others_finish(ray_session, tmp_path):
     assert failed["error"].startswith("ValueError: target Pm 0.0")
     assert RunStore(tmp_path).load(trial_configs(good)[0]) is not None
     assert RunStore(tmp_path).load(trial_configs(bad)[0]) is None
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"threads": "2"}, ["threads", "'2'", "integer"]), ({"threads": 0}, ["threads", ">= 1"]),
+    ({"max_retries": -1}, ["max_retries", "-1"]), ({"executor": "dask"}, ["'dask'", "ray"])])
+def test_sweep_arguments_are_checked_before_any_work(kwargs, words, tmp_path):
+    cfg = make_experiment("imp", "lenet", "mnist", "smoke")
+    with pytest.raises(ValueError) as err:
+        run_sweep([cfg], runs_dir=tmp_path, progress=False, **kwargs)
+    assert all(w in str(err.value) for w in words), str(err.value)
+    with pytest.raises(ValueError, match="list of ExperimentConfig"):
+        run_sweep(cfg, runs_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
