@@ -166,8 +166,9 @@ def engine_it_s(data: TensorSplit, device: torch.device, population: int, second
     probe = eval_every or 10
     rate = probe / timed(probe)
     its = iterations or max(probe, min(100_000, int(rate * seconds)))
-    if eval_every:  # at least ten evaluation points, so set-up does not dominate
-        its = max(10 * eval_every, its // eval_every * eval_every)
+    if eval_every:  # at least 20 evaluation points, so the per-call set-up (cutting the
+        # evaluation sets into chunks) weighs about as little as in a real stage
+        its = max(20 * eval_every, its // eval_every * eval_every)
     return population * its / timed(its)
 
 
