@@ -872,7 +872,7 @@ def ratio_example(df: pd.DataFrame, runs_dir: str | Path | None = None,
     on: the per-trial early-stop iterations, the ratio of means, its bootstrap interval, the
     paper's band and the verdict. Every number comes from the store and the claim's rule."""
     from . import claims
-    from .verdicts import DRAWS
+    from .verdicts import bootstrap_draws
 
     c = claims.get_claim(claim_id)
     rule = c.rule
@@ -904,9 +904,14 @@ def ratio_example(df: pd.DataFrame, runs_dir: str | Path | None = None,
                      "lies wholly outside that band" if a.verdict == "not reproduced" else
                      f"reaches past the band's {'upper' if a.ci.high > hi else 'lower'} edge, "
                      f"so these trials cannot tell")
-            text += (f"Drawing {n} of the {n} trials with replacement {DRAWS:,} times, each "
-                     f"draw keeping a seed's ticket and re-init together, and recomputing the "
-                     f"ratio gives values whose middle 95% runs from **{a.ci.low:.2f}x to "
+            d = bootstrap_draws(n)
+            how = (f"Every way of drawing {n} trials from these {n} with replacement "
+                   f"({len(d.probs):,} distinct draws, each weighted by its probability)"
+                   if d.exact else f"{len(d.probs):,} random draws of {n} of these {n} trials "
+                   f"with replacement")
+            text += (f"{how}, each draw keeping a seed's ticket and re-init together, and the "
+                     f"ratio recomputed for each, gives values whose middle 95% runs from "
+                     f"**{a.ci.low:.2f}x to "
                      f"{a.ci.high:.2f}x**. The paper's {rule.value:g}x, within our factor "
                      f"{rule.factor:g}, allows {lo:.2f}x to {hi:.2f}x. The interval {where}: "
                      f"**{a.verdict}**.")

@@ -43,7 +43,8 @@ from .evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP, 
                        trial_values, value_at, variant_gap, worst_level)
 from .store import RunStore, atomic_write_text, df_to_csv_text, resolve_runs_dir
 from .verdicts import (BOOTSTRAP_SEED, DRAWS, VERDICTS, Above, Below, EveryLevel, Interval,
-                       Monotone, Near, RatioNear, Rule, percentile_interval, resample_counts)
+                       Monotone, Near, RatioNear, Rule, bootstrap_draws, percentile_interval,
+                       resample_counts)
 
 __all__ = ["CLAIMS", "Claim", "Assessment", "Evidence", "claim", "get_claim", "claims_table",
            "assess", "evaluate_claims", "write_claims_csv", "ledger_summary", "claim_evidence",
@@ -309,20 +310,23 @@ NOT_RUN = Assessment(None, None, "not run")
 
 
 def trial_draws(evidence: Evidence, keys: Sequence[str], draws: int = DRAWS,
-                seed: int = BOOTSTRAP_SEED) -> tuple[dict[str, np.ndarray], int, bool]:
-    """Bootstrap weights per need key, the trial count n, and whether they are paired.
+                seed: int = BOOTSTRAP_SEED
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, int, bool]:
+    """Bootstrap weights per need key, the probability of each draw, the trial count n, and
+    whether the draws are paired.
 
     When every need holds the same seeds, one draw of seeds serves them all (paired: the
-    ticket, its controls and the other experiment of a seed move together) and n is that
-    count. Otherwise each need is drawn on its own and n is the smallest count."""
+    ticket, its controls and the other experiment of a seed move together), exact up to
+    :data:`~lthlib.verdicts.MAX_EXACT` trials, and n is that count. Otherwise each need is
+    drawn on its own (seeded random draws) and n is the smallest count."""
     seeds = {k: evidence.seeds(k) for k in keys}
     if len(set(seeds.values())) == 1:
         n = len(next(iter(seeds.values())))
-        counts = resample_counts(max(n, 1), draws, seed)
-        return {k: counts for k in keys}, n, True
+        d = bootstrap_draws(max(n, 1), draws, seed)
+        return {k: d.counts for k in keys}, d.probs, n, True
     weights = {k: resample_counts(max(len(s), 1), draws, seed + i)
                for i, (k, s) in enumerate(seeds.items())}
-    return weights, min(len(s) for s in seeds.values()), False
+    return weights, np.full(draws, 1.0 / draws), min(len(s) for s in seeds.values()), False
 
 
 def _pm_text(pms: Sequence[float]) -> str:
@@ -354,7 +358,7 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
     point = claim.compute(evidence)
     if point is None:
         return NOT_RUN
-    weights, n, paired = trial_draws(evidence, keys, draws, seed)
+    weights, probs, n, paired = trial_draws(evidence, keys, draws, seed)
     boot = claim.compute(evidence.reweighted(weights))
     how = (f"{'paired' if paired else 'unpaired'} bootstrap over {n} trial"
            f"{'s' if n != 1 else ''}")
@@ -364,9 +368,9 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
                         f"single values with the others; got {type(claim.rule).__name__} for "
                         f"{'per-level values' if isinstance(point, LevelValues) else 'a value'}")
     if isinstance(point, LevelValues):
-        ours, ci, verdict, detail = _judge_levels(claim, point, boot, n)
+        ours, ci, verdict, detail = _judge_levels(claim, point, boot, n, probs)
     else:
-        ci = percentile_interval(float(point[0]), boot, n)
+        ci = percentile_interval(float(point[0]), boot, n, probs=probs)
         ours, verdict, detail = ci.estimate, claim.rule.verdict(ci), ""
         if not math.isfinite(ours):
             return NOT_RUN
@@ -377,15 +381,15 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
     return Assessment(ours, ci, verdict, rule, detail)
 
 
-def _judge_levels(claim: Claim, point: LevelValues, boot: Measured, n: int
-                  ) -> tuple[float, Interval, str, str]:
+def _judge_levels(claim: Claim, point: LevelValues, boot: Measured, n: int,
+                  probs: np.ndarray) -> tuple[float, Interval, str, str]:
     """Per-level intervals and verdicts; ours and the interval are those of the weakest
     level: a contradicting level first, else an inconclusive one, else any; among those, the
     one whose estimate lies least on the claimed side."""
     rule = claim.rule
     if not isinstance(rule, EveryLevel) or not isinstance(boot, LevelValues):
         raise TypeError(f"claim {claim.id!r}: per-level values need an EveryLevel rule")
-    cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n)
+    cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n, probs=probs)
            for i in range(len(point.pms))]
     verdicts = [rule.level_verdict(ci) for ci in cis]
     sign = 1 if rule.side == "above" else -1

@@ -58,6 +58,7 @@ def test_ratio_example_is_worked_from_the_trials(ledger: pd.DataFrame, store: Pa
     a = C.assess(C.get_claim(CLAIM), ev)
     assert f"{trials.ticket.mean():,.0f}" in text and f"**{a.ours:.2f}x**" in text
     assert f"{a.ci.low:.2f}x to {a.ci.high:.2f}x" in text and "2.01x to 3.14x" in text
+    assert "(10 distinct draws, each weighted by its probability)" in text  # 3 trials
     assert f"**{a.verdict}**" in text
     empty = ledger.assign(verdict="not run")
     assert "do not reach this claim" in book.ratio_example(empty, store)

@@ -33,6 +33,30 @@ def test_resample_counts_are_seeded_and_draw_whole_trials():
         V.resample_counts(0)
 
 
+def test_exact_draws_are_the_bootstrap_distribution():
+    """Up to MAX_EXACT trials every distinct draw is listed with its multinomial
+    probability; random draws converge to the same frequencies."""
+    d = V.all_draws(3)
+    assert d.exact and d.counts.shape == (10, 3) and (d.counts.sum(axis=1) == 3).all()
+    assert d.probs.sum() == pytest.approx(1.0)
+    p = {tuple(c): q for c, q in zip(d.counts.astype(int), d.probs)}
+    assert p[(3, 0, 0)] == pytest.approx(1 / 27) and p[(1, 1, 1)] == pytest.approx(6 / 27)
+    rows, freq = np.unique(V.resample_counts(3, draws=40_000), axis=0, return_counts=True)
+    for r, f in zip(rows.astype(int), freq):
+        assert f / 40_000 == pytest.approx(p[tuple(r)], abs=0.01)
+    assert V.all_draws(5).counts.shape == (126, 5)
+    assert not V.bootstrap_draws(V.MAX_EXACT + 1, draws=50).exact
+
+
+def test_exact_interval_needs_no_seed():
+    x = np.array([0.2, 0.5, 0.1, 0.4, 0.0])
+    a = V.bootstrap(lambda w: V.weighted_mean(x, w), 5, seed=1)
+    b = V.bootstrap(lambda w: V.weighted_mean(x, w), 5, seed=2)
+    assert a == b  # five trials: the draws are enumerated, not sampled
+    assert V.weighted_quantiles(np.array([3.0, 1.0, 2.0]), np.array([.2, .5, .3]),
+                                (0.5, 0.75, 1.0)) == [1.0, 2.0, 3.0]
+
+
 def test_interval_covers_the_spread_of_trials_and_needs_two_trials():
     ci = mean_of([1.0, 2.0, 3.0, 4.0, 5.0])
     assert ci.estimate == pytest.approx(3.0) and ci.n == 5
@@ -194,5 +218,6 @@ def test_rule_texts_state_their_numbers():
 
 def test_rules_in_words_use_the_module_constants():
     text = V.rules_in_words()
-    assert f"{V.DRAWS:,} times" in text and f"reach {V.RHO_MIN:g}" in text
+    assert f"{V.DRAWS:,} draws" in text and f"reach {V.RHO_MIN:g}" in text
+    assert f"up to {V.MAX_EXACT} trials" in text and "126 draws" in text
     assert f"beyond {V.RHO_FLOOR:g}" in text and "never *partly*" in text
