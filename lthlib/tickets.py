@@ -171,6 +171,15 @@ def chance_jaccard(d: float) -> float:
     return d / (2.0 - d) if d > 0 else 0.0
 
 
+def chance_jaccard_layers(densities: Sequence[float], sizes: Sequence[int]) -> float:
+    """Expected Jaccard of two independent random mask sets with these per-layer densities
+    and sizes, pooled over the layers: sum n d² / sum n (2d - d²). (Pooling layers of
+    different densities and using the pooled density alone would understate it.)"""
+    inter = sum(n * d * d for d, n in zip(densities, sizes))
+    union = sum(n * (2 * d - d * d) for d, n in zip(densities, sizes))
+    return inter / union if union else 0.0
+
+
 def pairwise_jaccard(mask_sets: Sequence[Mapping[str, torch.Tensor]],
                      layers: Sequence[str] | None = None) -> list[float]:
     """Jaccard of every pair of mask sets (e.g. one per seed at equal Pm)."""
@@ -271,23 +280,31 @@ def survivor_table(trials: Sequence[TrialRecord], levels: Sequence[int],
 
 
 def overlap_table(trials: Sequence[TrialRecord], levels: Sequence[int]) -> "pd.DataFrame":
-    """Per level and layer (and all layers): mean pairwise Jaccard of the trials' masks, the
-    chance value for their density, and their ratio."""
+    """Per level and layer (and all layers pooled): mean pairwise Jaccard of the trials'
+    masks; ``chance``, its expectation for independent random masks of the same per-layer
+    densities; ``random``, the same measured on random masks with the trials' per-layer
+    counts (one draw per trial: how far chance itself scatters); and jaccard / chance."""
     import pandas as pd
 
     rows = []
     for level in levels:
         sets = [ticket_masks(tr, level) for tr in trials]
+        rand = [random_masks_like(m, seed=tr.config.seed * 1000 + level + 500)
+                for m, tr in zip(sets, trials)]
         for layer in [*sorted(sets[0]), "all"]:
-            names = None if layer == "all" else [layer]
-            sub = [m if names is None else {layer: m[layer]} for m in sets]
-            d = float(np.mean([density(m) for m in sub]))
+            names = sorted(sets[0]) if layer == "all" else [layer]
+            sub = [{n: m[n] for n in names} for m in sets]
+            dens = [float(np.mean([density({n: m[n]}) for m in sets])) for n in names]
+            sizes = [sets[0][n].numel() for n in names]
             jac = pairwise_jaccard(sub)
-            chance = chance_jaccard(d)
+            rj = pairwise_jaccard([{n: m[n] for n in names} for m in rand])
+            chance = chance_jaccard_layers(dens, sizes)
+            mean = float(np.mean(jac)) if jac else float("nan")
             rows.append({"level": level, "pm": level_pm(trials[0])[level], "layer": layer,
-                         "density": d, "jaccard": float(np.mean(jac)) if jac else float("nan"),
-                         "chance": chance,
-                         "ratio": float(np.mean(jac)) / chance if jac and chance else float("nan"),
+                         "density": float(np.mean([density(m) for m in sub])),
+                         "jaccard": mean, "chance": chance,
+                         "random": float(np.mean(rj)) if rj else float("nan"),
+                         "ratio": mean / chance if jac and chance else float("nan"),
                          "pairs": len(jac)})
     return pd.DataFrame(rows)
 

@@ -47,6 +47,11 @@ def test_random_masks_overlap_by_chance(d):
     measured = np.mean(tickets.pairwise_jaccard(draws))
     assert measured == pytest.approx(tickets.chance_jaccard(tickets.density(base)), rel=0.02)
     assert tickets.chance_jaccard(1.0) == 1.0 and tickets.chance_jaccard(0.0) == 0.0
+    # one layer: the pooled formula is d / (2 - d); two layers of different density pool
+    assert tickets.chance_jaccard_layers([d], [100]) == pytest.approx(tickets.chance_jaccard(d))
+    pooled = tickets.chance_jaccard_layers([0.1, 0.9], [100, 100])
+    assert pooled == pytest.approx((100 * 0.01 + 100 * 0.81) / (100 * 0.19 + 100 * 0.99))
+    assert pooled > tickets.chance_jaccard(0.5)  # the pooled density alone understates it
 
 
 def test_survivor_values_and_small_share():
