@@ -212,6 +212,10 @@ class RunStore:
             raise ValueError(f"seed {seed!r} cannot name a folder; allowed: an integer >= 0")
         path = (self.root / _component("experiment", cfg.experiment) / "-".join(parts)
                 / f"seed{seed}-{cfg.run_id()}")
+        links = _links_below(self.root, path)
+        if links:
+            raise ValueError(f"{self.root / links[0]} is a symbolic link; the store never "
+                             f"follows links (remove it to compute or read this trial)")
         return _inside(self.root, path)
 
     def ckpt_dir(self, cfg: ExperimentConfig) -> Path:
@@ -472,9 +476,8 @@ class RunStore:
             for child in sorted(folder.iterdir()):
                 if child.name.startswith(".") or not (child.is_dir() or child.is_symlink()):
                     continue
-                if child.is_symlink():
-                    if depth == 3 or (child / "config.json").exists():
-                        out.append(child)
+                if child.is_symlink():  # listed (as corrupt), never entered
+                    out.append(child)
                     continue
                 if depth == 3:
                     if any((child / n).exists() or (child / n).is_symlink()
@@ -563,7 +566,7 @@ class RunStore:
         for path in paths:
             rec = path / "record.json"
             try:
-                finished = (not rec.is_symlink() and rec.is_file()
+                finished = (not path.is_symlink() and not rec.is_symlink() and rec.is_file()
                             and json.loads(rec.read_text()).get("status") == "finished")
                 if rec.is_file() and rec.stat().st_mtime > newest:
                     return False
@@ -659,10 +662,10 @@ def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = No
     out: dict[str, list[str]] = {k: [] for k in IMPORT_OUTCOMES}
     for path in src.trial_paths():
         rel = str(path.relative_to(src.root))
-        links = _links_below(src.root, path) + (hashed_names(path)[1] if not path.is_symlink()
-                                                else [])
-        out["symlinks"].extend(str(PurePosixPath(rel) / link) if not link.startswith(rel)
-                               else link for link in links)
+        if path.is_symlink():
+            out["symlinks"].append(rel)
+        else:
+            out["symlinks"].extend(f"{rel}/{link}" for link in hashed_names(path)[1])
         try:
             rec = src._read(path)
         except FileNotFoundError:

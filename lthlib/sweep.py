@@ -37,6 +37,7 @@ import torch
 
 from .config import ExperimentConfig, check_int, experiment_from_dict
 from .experiments import check_combination, run_experiment, trial_configs
+from .lock import TrialLock
 from .store import RunStore, trial_files, write_trial_files
 
 EXECUTORS = ("local", "ray")
@@ -148,7 +149,9 @@ def _run_ray(units: list[ExperimentConfig], store: RunStore, ray_address: str | 
             for ref in ready:
                 cfg = pending.pop(ref)
                 try:
-                    write_trial_files(store, cfg, ray.get(ref))
+                    files = ray.get(ref)
+                    with TrialLock(store.trial_dir(cfg)):  # not while a local run trains it
+                        write_trial_files(store, cfg, files)
                     store.write_index()
                     on_done(cfg, None)
                 except Exception as err:  # noqa: BLE001 - reported per unit

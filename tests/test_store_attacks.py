@@ -156,6 +156,22 @@ def test_import_never_follows_symlinks(store, tmp_path, name):
     assert RunStore(store).list()["status"].tolist() == ["corrupt"]
 
 
+def test_import_never_enters_a_symlinked_folder(store, tmp_path):
+    outside = tmp_path / "outside"
+    shutil.copytree(store / "imp", outside)  # a whole group of genuine trials, elsewhere
+    (store / "oneshot").symlink_to(outside, target_is_directory=True)
+    report = import_trials(store, tmp_path / "dest")
+    assert report["symlinks"] == ["oneshot"] and len(report["imported"]) == 1
+    assert not (tmp_path / "dest" / "oneshot").exists()
+    row = RunStore(store).list().set_index("path").loc["oneshot"]
+    assert row["status"] == "corrupt" and "symbolic link" in row["reason"]
+    # a run never computes (or deletes) through the link either
+    before = files_under(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        lth.run("oneshot", "lenet", "mnist", runs_dir=store, **SMOKE)
+    assert files_under(outside) == before
+
+
 # --- 4. the folder must be the one its config hashes to ---------------------------------------
 
 def test_misplaced_folder_is_not_returned_for_another_config(store):
