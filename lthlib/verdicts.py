@@ -366,10 +366,11 @@ class Monotone:
     def text(self) -> str:
         s = 1 if self.sign > 0 else -1
         cmp, side, other = (">=", "above", "below") if s > 0 else ("<=", "below", "above")
+        short = "<" if s > 0 else ">"
         r, f = s * self.rho_min, s * self.floor
         return (f"Spearman rho of Pm with the level means {cmp} {r:g} and its {PCT} CI "
-                f"{side} {f:g} (CI {side} {f:g} only: partly; CI {other} {f:g}: not "
-                f"reproduced)")
+                f"{side} {f:g} (CI {side} {f:g} but rho {short} {r:g}: partly; CI wholly "
+                f"{other} {f:g}: not reproduced; across it: inconclusive)")
 
 
 Rule = Above | Below | Near | RatioNear | EveryLevel | Monotone
