@@ -405,70 +405,85 @@ def reference_imp_trial(profile: str = "quick", seed: int = 0) -> dict[str, Any]
     return {"networks": out, "train_s": time.perf_counter() - t0}
 
 
-def _timed_process(code: str, env: dict[str, str]) -> tuple[float, str]:
-    """Run ``python -c code`` to its end; (wall seconds, output). Raises if it fails."""
+def _side_by_side(codes: dict[str, str], env: dict[str, str], workdir: str
+                  ) -> dict[str, dict[str, Any]]:
+    """Run ``python -c code`` for every entry at the same time; per entry its wall and CPU
+    seconds and its output. Raises if one fails."""
     import subprocess
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark process failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return wall, proc.stdout
+    from pathlib import Path
+    procs, logs, t0 = {}, {}, time.perf_counter()
+    for name, code in codes.items():
+        logs[name] = Path(workdir) / f"{name}.log"
+        with open(logs[name], "w") as fh:
+            procs[name] = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=fh,
+                                           stderr=subprocess.STDOUT)
+    out: dict[str, dict[str, Any]] = {}
+    while len(out) < len(procs):
+        for name, proc in procs.items():
+            if name in out:
+                continue
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            text = logs[name].read_text()
+            if proc.returncode != 0:
+                for other in procs.values():
+                    if other.returncode is None:
+                        other.kill()
+                raise RuntimeError(f"{name} process failed:\n{text[-3000:]}")
+            out[name] = {"wall_s": time.perf_counter() - t0, "output": text,
+                         "cpu_s": usage.ru_utime + usage.ru_stime,
+                         "load_avg_at_end": [round(v, 2) for v in os.getloadavg()]}
+        time.sleep(0.2)
+    return out
 
 
-def imp_trial_vs_reference(profile: str = "quick", seed: int = 0,
+def imp_trial_vs_reference(profile: str = "quick", seed: int = 0, threads: int = 1,
                            echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """One LeNet/MNIST IMP trial by lthlib (``lth.run``, torch's default threads) and by the
-    reference above, one after the other in fresh processes, each timed from start to end
-    (imports and data included). The reference runs at the thread count (torch's default or
-    1) at which its plain loop is faster here just before: a loaded machine makes
-    multi-threaded small matrix products collapse, and the comparison should not flatter
-    lthlib."""
+    """One LeNet/MNIST IMP trial by lthlib (``lth.run``) and by the reference above, side by
+    side: two processes started together, each with ``threads`` torch threads (one per core
+    on two cores), so both see the same load. Each is timed from start to end, imports and
+    data loading included; their CPU seconds show how much of a core each got."""
     import tempfile
     from pathlib import Path
 
     import pandas as pd
-    threads = torch.get_num_threads()
-    data = load_tensors("mnist")
-    ref_threads = threads
-    if threads > 1:
-        torch.set_num_threads(1)
-        try:
-            one = plain_it_s(data, torch.device("cpu"), 2.0)
-        finally:
-            torch.set_num_threads(threads)
-        ref_threads = 1 if one >= plain_it_s(data, torch.device("cpu"), 2.0) else threads
     env = {**os.environ, "LTH_DEVICE": "cpu"}
     env.pop("LTH_SPARSE_BELOW", None)
     result: dict[str, Any] = {"profile": profile, "seed": seed, "threads": threads,
-                              "reference_threads": ref_threads, **machine()}
+                              **machine()}
     result["load_avg_at_start"] = result.pop("load_avg")
     with tempfile.TemporaryDirectory() as tmp:
-        lth_code = (f"import torch; torch.set_num_threads({threads}); import lthlib as lth; "
-                    f"lth.run('imp', 'lenet', 'mnist', profile={profile!r}, seed={seed}, "
-                    f"runs_dir={str(Path(tmp) / 'runs')!r}, progress=False)")
-        trial_s, _ = _timed_process(lth_code, env)
-        result["load_avg_after_lthlib"] = [round(v, 2) for v in os.getloadavg()]
-        ref_code = (f"import json, torch; torch.set_num_threads({ref_threads}); "
-                    f"from lthlib.bench import reference_imp_trial; "
-                    f"print(json.dumps(reference_imp_trial({profile!r}, {seed})))")
-        reference_s, out = _timed_process(ref_code, env)
-        result["load_avg_after_reference"] = [round(v, 2) for v in os.getloadavg()]
-        [summary_csv] = list((Path(tmp) / "runs").glob("imp/*/*/summary.csv"))
+        runs = Path(tmp) / "runs"
+        codes = {
+            "lthlib": (f"import torch; torch.set_num_threads({threads}); import lthlib as lth; "
+                       f"lth.run('imp', 'lenet', 'mnist', profile={profile!r}, seed={seed}, "
+                       f"runs_dir={str(runs)!r}, progress=False)"),
+            "reference": (f"import json, torch; torch.set_num_threads({threads}); "
+                          f"from lthlib.bench import reference_imp_trial; "
+                          f"print(json.dumps(reference_imp_trial({profile!r}, {seed})))")}
+        done = _side_by_side(codes, env, tmp)
+        [summary_csv] = list(runs.glob("imp/*/*/summary.csv"))
         ours = pd.read_csv(summary_csv)
-    ref = pd.DataFrame(json.loads(out.strip().splitlines()[-1])["networks"])
+    ref = pd.DataFrame(json.loads(done["reference"]["output"].strip().splitlines()[-1])[
+        "networks"])
+    trial_s, reference_s = done["lthlib"]["wall_s"], done["reference"]["wall_s"]
     result.update({
         "trial_s": round(trial_s, 1), "reference_s": round(reference_s, 1),
-        "ratio": round(reference_s / trial_s, 2), "networks": len(ours),
-        "reference_networks": len(ref),
+        "ratio": round(reference_s / trial_s, 2),
+        "trial_cpu_s": round(done["lthlib"]["cpu_s"], 1),
+        "reference_cpu_s": round(done["reference"]["cpu_s"], 1),
+        "load_avg_when_lthlib_ended": done["lthlib"]["load_avg_at_end"],
+        "load_avg_when_reference_ended": done["reference"]["load_avg_at_end"],
+        "networks": len(ours), "reference_networks": len(ref),
         "mean_early_stop_test_acc": round(float(ours.early_stop_test_acc.mean()), 4),
         "reference_mean_early_stop_test_acc": round(float(ref.early_stop_test_acc.mean()), 4),
         **provenance()})
-    echo(f"  IMP trial ({profile}, seed {seed}, {len(ours)} networks): lthlib {trial_s:.0f} s "
-         f"({threads} thr), reference {reference_s:.0f} s ({ref_threads} thr) = "
-         f"{result['ratio']}x; mean early-stop test accuracy {result['mean_early_stop_test_acc']}"
-         f" vs {result['reference_mean_early_stop_test_acc']}")
+    echo(f"  IMP trial ({profile}, seed {seed}, {len(ours)} networks, side by side at "
+         f"{threads} thr each): lthlib {trial_s:.0f} s, reference {reference_s:.0f} s = "
+         f"{result['ratio']}x; mean early-stop test accuracy "
+         f"{result['mean_early_stop_test_acc']} vs {result['reference_mean_early_stop_test_acc']}")
     return result
 
 
@@ -705,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--imp-trial", default=None, metavar="PROFILE",
                         help="one LeNet/MNIST IMP trial: lthlib against a plain reference")
+    parser.add_argument("--trial-threads", type=int, default=1,
+                        help="torch threads of each --imp-trial process (default 1)")
     parser.add_argument("--sparse-trial", default=None, metavar="PROFILE",
                         help="one real IMP trial, dense-only vs sparse path, side by side")
     parser.add_argument("--out", default=None, metavar="FILE",
@@ -717,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     if args.imp_trial:
-        result = imp_trial_vs_reference(args.imp_trial)
+        result = imp_trial_vs_reference(args.imp_trial, threads=args.trial_threads)
     elif args.sparse_trial:
         result = imp_trial_pair(args.sparse_trial)
     elif args.sparse:

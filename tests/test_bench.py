@@ -71,6 +71,8 @@ def test_imp_trial_against_reference_writes_its_record(tmp_path, capsys):
     assert stored["trial_s"] > 0 and stored["reference_s"] > 0
     assert stored["ratio"] == pytest.approx(stored["reference_s"] / stored["trial_s"], abs=0.01)
     assert stored["command"] == "python -m lthlib.bench --imp-trial smoke --json"
-    for key in ("load_avg_at_start", "load_avg_after_lthlib", "load_avg_after_reference",
-                "cpu", "cpu_features", "torch", "git_commit", "date", "reference_threads"):
+    assert stored["trial_cpu_s"] > 0 and stored["reference_cpu_s"] > 0
+    for key in ("load_avg_at_start", "load_avg_when_lthlib_ended",
+                "load_avg_when_reference_ended", "cpu", "cpu_features", "torch", "git_commit",
+                "date", "threads"):
         assert key in stored
