@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,13 +38,13 @@ def check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
 def check_int(what: str, value: object, minimum: int | None = None) -> int:
     """``value`` if it is an integer (not a bool) and at least ``minimum``, else a ValueError
     naming the value and what is allowed."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{what} must be an integer"
                          + (f" >= {minimum}" if minimum is not None else "")
                          + f", got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", check_choice("scope", self.scope, SCOPES))
         object.__setattr__(self, "method", check_choice("method", self.method, METHODS))
-        check_int("rounds", self.rounds, 0)
+        object.__setattr__(self, "rounds", check_int("rounds", self.rounds, 0))
         for name in ("fc_rate", "conv_rate", "output_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
@@ -273,9 +274,8 @@ class ExperimentConfig:
                            check_choice("experiment", self.experiment, EXPERIMENTS))
         object.__setattr__(self, "profile", check_choice("profile", self.profile, PROFILES))
         object.__setattr__(self, "oneshot_targets", tuple(float(x) for x in self.oneshot_targets))
-        check_int("trials", self.trials, 1)
-        check_int("seed", self.seed, 0)
-        check_int("reinits", self.reinits, 0)
+        for name, minimum in (("trials", 1), ("seed", 0), ("reinits", 0)):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum))
         if self.lr_setting != "" and self.lr_setting not in RESNET_LR_SETTINGS:
             raise ValueError(f"unknown lr setting {self.lr_setting!r}; allowed: '' (none), "
                              f"{', '.join(RESNET_LR_SETTINGS)}")

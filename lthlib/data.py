@@ -28,7 +28,7 @@ import zlib
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from .config import DATASET_SHAPES, DATASETS, DataConfig
+from .config import DATASET_SHAPES, DATASETS, DataConfig, check_int
 
 PathLike = str | os.PathLike[str]
 Device = str | torch.device
@@ -283,6 +283,8 @@ def get_datasets(name: str, root: PathLike | None = None, seed: int = 0,
     ``seed`` picks the validation hold-out. ``augment`` adds RandomCrop(padding=4) and
     RandomHorizontalFlip to the train split only (the paper's CIFAR-10 setting)."""
     key = normalize_dataset_name(name)
+    check_int("seed", seed, 0)
+    check_int("val_size", val_size, 0)
     from torchvision import transforms
 
     to_tensor = transforms.ToTensor()
@@ -308,6 +310,10 @@ def get_dataloaders(name: str, batch_size: int = 60, seed: int = 0,
 
     ``seed`` picks the validation split (as in :func:`get_datasets`); the train order uses
     ``batch_seed`` (default: ``seed``). Each pass over the train loader is the next epoch."""
+    check_int("batch_size", batch_size, 1)
+    check_int("eval_batch_size", eval_batch_size, 1)
+    if batch_seed is not None:
+        check_int("batch_seed", batch_seed, 0)
     train, val, test = get_datasets(name, root, seed, val_size, augment, download, verify)
     sampler = EpochBatchSampler(len(train), batch_size,
                                 seed if batch_seed is None else batch_seed)
@@ -424,6 +430,10 @@ def load_tensors(name: str, root: PathLike | None = None, seed: int = 0,
     train-eval subset is a seeded sample (seed + 7919) of the train split actually used
     (0 = all of it)."""
     key = normalize_dataset_name(name)
+    for what, value in (("seed", seed), ("val_size", val_size),
+                        ("train_eval_size", train_eval_size), ("train_subset", train_subset),
+                        ("eval_subset", eval_subset)):
+        check_int(what, value, 0)
     train_ds, test_ds = _load_torchvision(key, root, download, verify)
     train_idx, val_idx = split_indices(len(train_ds), val_size, seed)
     train_idx = train_idx[:_first(len(train_idx), train_subset, "train_subset")]

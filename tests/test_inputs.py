@@ -58,6 +58,9 @@ API_CASES = [
     (lambda tmp: lth.create_network("lenet")(torch.zeros(2, 3, 32, 32)),
      ["(2, 3, 32, 32)", "in_shape=(1, 28, 28)", "784"]),
     (lambda tmp: lth.prune_network("lenet"), ["torch.nn.Module", "str"]),
+    (lambda tmp: lth.get_dataloaders("mnist", batch_size="60"), ["batch_size", "'60'"]),
+    (lambda tmp: lth.load_tensors("mnist", seed=1.5), ["seed", "1.5", "integer"]),
+    (lambda tmp: lth.create_network("alexnet"), ["'alexnet'", "lenet"]),
 ]
 
 
