@@ -3,7 +3,6 @@ what is allowed (and the path, for files), never a traceback or a silent reinter
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
