@@ -268,20 +268,39 @@ class ExperimentConfig:
     oneshot_targets: tuple[float, ...] = ()  # Pm targets (fractions) for one-shot runs
     lr_setting: str = ""  # Figure 8: which of RESNET_LR_SETTINGS (informational)
     results_version: int = RESULTS_VERSION
+    # IMP late rewinding (Frankle et al. 2019, arXiv:1903.01611): survivors reset to their
+    # values at this iteration of the dense run instead of θ0 (0 = the paper's θ0)
+    rewind_iteration: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "experiment",
                            check_choice("experiment", self.experiment, EXPERIMENTS))
         object.__setattr__(self, "profile", check_choice("profile", self.profile, PROFILES))
         object.__setattr__(self, "oneshot_targets", tuple(float(x) for x in self.oneshot_targets))
-        for name, minimum in (("trials", 1), ("seed", 0), ("reinits", 0)):
+        for name, minimum in (("trials", 1), ("seed", 0), ("reinits", 0),
+                              ("rewind_iteration", 0)):
             object.__setattr__(self, name, check_int(name, getattr(self, name), minimum))
+        if self.rewind_iteration and (self.experiment not in ("imp", "global-imp")
+                                      or self.rewind_iteration >= self.train.iterations):
+            raise ValueError(f"rewind_iteration {self.rewind_iteration} is not allowed for "
+                             f"{self.experiment} with {self.train.iterations} iterations; "
+                             f"allowed: 0, or 1..{self.train.iterations - 1} for imp/global-imp")
         if self.lr_setting != "" and self.lr_setting not in RESNET_LR_SETTINGS:
             raise ValueError(f"unknown lr setting {self.lr_setting!r}; allowed: '' (none), "
                              f"{', '.join(RESNET_LR_SETTINGS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain data; fields added after trials were committed are left out
+        at their default (:data:`HASH_NEUTRAL_DEFAULTS`), so those trials keep their hash."""
+        d = dataclasses.asdict(self)
+        for path, default in HASH_NEUTRAL_DEFAULTS.items():
+            *outer, last = path
+            node = d
+            for key in outer:
+                node = node[key]
+            if last in node and node[last] == default:
+                del node[last]
+        return d
 
     def run_id(self) -> str:
         """sha256 of the canonical JSON of the whole config (first 12 hex digits)."""
@@ -294,6 +313,10 @@ class ExperimentConfig:
 
     def seeds(self) -> list[int]:
         return [self.seed + t for t in range(self.trials)]
+
+
+# Fields added after trials were stored: left out of the hashed dict at these defaults.
+HASH_NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {("rewind_iteration",): 0}
 
 
 def experiment_from_dict(d: dict[str, Any]) -> ExperimentConfig:
