@@ -189,9 +189,11 @@ def test_run_lmc_stores_and_reads_back(smoke_store):
     assert ticket_plots.instability_figure(summary, paths).axes
     _, again, _ = lmc.ensure_lmc(trs[:1], [0, 2], 5, tmp_path, compute=False)
     assert again.drop(columns="seed").equals(summary.drop(columns="seed"))
+    good = (out / "summary.csv").read_text()
     (out / "summary.csv").write_text("tampered\n")
     with pytest.raises(ValueError, match="sha256"):
         lmc.lmc_results(profile="smoke", runs_dir=tmp_path)
+    (out / "summary.csv").write_text(good)  # the store is shared by the module's tests
     assert isinstance(paths, pd.DataFrame)
 
 
@@ -210,3 +212,44 @@ def test_same_data_order_gives_zero_instability():
     path = lmc.path_errors(net, a.final_state, b.final_state, data.test_x, data.test_y,
                            points=4)
     assert lmc.instability(path["test_error"]) == 0.0
+
+
+def _lmc_summary(seeds, dense_inst, ticket_inst, ticket_err):
+    rows = []
+    for sd in seeds:
+        rows.append({"variant": "ticket", "level": 0, "pm": 1.0, "error_a": 0.02,
+                     "error_b": 0.02, "instability": dense_inst, "seed": sd})
+        for lv, (inst, err) in enumerate(zip(ticket_inst, ticket_err), start=1):
+            rows.append({"variant": "ticket", "level": lv, "pm": 0.8 ** lv, "error_a": err,
+                         "error_b": err, "instability": inst, "seed": sd})
+            rows.append({"variant": "reinit", "level": lv, "pm": 0.8 ** lv, "error_a": 0.05,
+                         "error_b": 0.05, "instability": 0.03, "seed": sd})
+    return pd.DataFrame(rows)
+
+
+def test_lmc_claims_judge_known_summaries():
+    from lthlib.claims import assess
+    from lthlib.evidence import Evidence, need_key
+    stable_at_init, matching_stable = lmc.lmc_claims()
+    # the last ticket no longer matches (error 3 pp above dense): its instability is ignored
+    s = _lmc_summary([3, 4, 5], 0.001, [0.002, 0.001, 0.04], [0.018, 0.021, 0.05])
+    ev = Evidence({need_key(lmc.LMC_NEED): s}, dataset="mnist")
+    a = assess(stable_at_init, ev)
+    assert a.ours == pytest.approx(0.1) and a.verdict == "reproduced"
+    b = assess(matching_stable, ev)
+    assert b.ours == pytest.approx(0.2) and b.verdict == "reproduced"
+    unstable = _lmc_summary([3, 4, 5], 0.02, [0.02], [0.02])
+    a = assess(stable_at_init, Evidence({need_key(lmc.LMC_NEED): unstable}, dataset="mnist"))
+    assert a.ours == pytest.approx(2.0) and a.verdict == "not reproduced"
+    assert assess(stable_at_init, Evidence({need_key(lmc.LMC_NEED): s},
+                                           dataset="fashionmnist")).verdict == "not run"
+
+
+def test_lmc_ledger_rows_have_the_ledger_columns(smoke_store):
+    from lthlib.claims import CSV_COLUMNS
+    root, trs = smoke_store
+    lmc.ensure_lmc(trs, [0, 1, 2], 5, root)
+    df = lmc.evaluate_lmc_claims(root, ("mnist",))
+    assert list(df.columns) == list(CSV_COLUMNS) and len(df) == 2
+    assert set(df.group) == {"beyond the paper"} and set(df.profile) == {"smoke"}
+    assert set(df.evidence) == {"indicative"} and (df.trials == 2).all()
