@@ -5,7 +5,8 @@ Procedures (paper Sections 1, 2 and 4; ../shared/spec/paper-facts.md):
 * **imp** (Figures 3, 4a): train θ0, prune p% of the remaining weights per layer from the
   weights at the END of training, reset survivors to θ0, repeat for ``rounds`` levels; every
   level trains the full budget. Controls: ``reinits`` random re-initialisations per level
-  (same mask, fresh θ0').
+  (same mask, fresh θ0'). With ``rewind_iteration = k > 0`` (late rewinding, Frankle et al.
+  2019) the survivors restart from θk of the dense run instead (:mod:`lthlib.rewind`).
 * **global-imp** (Figure 8): the same with one global threshold over the conv weights.
 * **oneshot** (Figures 1, 4c): train θ0 once, then for each target Pm prune once and retrain
   the ticket (θ0), re-initialised copies (θ0') and randomly sampled sparse networks (a fresh
@@ -41,6 +42,7 @@ from .models import create_network, prunable_layers
 from .prune import (apply_masks, get_masks, plain_state, prune_network, random_masks,
                     remaining_fraction)
 from .reuse import reuse_note, seed_missing
+from .rewind import load_rewind_state, save_rewind_state
 from .store import MEMBER_KEYS, RunStore, TrialRecord, git_commit
 from .train import early_stop_summary, train
 
@@ -307,9 +309,38 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
 
 # --- the experiments -----------------------------------------------------------------------
 
+def _rewind_states(r: _Runner, trials: list[ExperimentConfig],
+                   theta0: dict[int, State]) -> dict[int, State]:
+    """θk of each trial's dense run (late rewinding): read from its stages, else trained.
+
+    The dense network is trained from θ0 for k iterations with the trial's whole schedule
+    (warmup, milestones) and batch order, so its state is the dense run's at iteration k."""
+    k = r.cfg.rewind_iteration
+    out: dict[int, State] = {}
+    todo = []
+    for t in trials:
+        state = load_rewind_state(r.store.trial_dir(t), k)
+        if state is None:
+            todo.append(Member(t, "ticket", 0, 0, theta0[t.seed], None, 1.0))
+        else:
+            out[t.seed] = state
+    if todo:
+        short = replace(r.cfg, rewind_iteration=0, train=replace(r.cfg.train, iterations=k))
+        t0 = time.perf_counter()
+        results = train_members(todo, short, r.data, r.device,
+                                progress=f"rewind to iteration {k}" if r.progress else False)
+        per_member = (time.perf_counter() - t0) / len(todo)
+        for m, (_, state) in zip(todo, results):
+            save_rewind_state(r.store.trial_dir(m.trial), k, state, per_member)
+            out[m.trial.seed] = state
+    return out
+
+
 def _imp(r: _Runner, trials: list[ExperimentConfig]) -> None:
     cfg = r.cfg
     theta0 = {t.seed: _net(cfg, t.seed).state_dict() for t in trials}
+    # survivors restart from θ0 (the paper) or from θk of the dense run (late rewinding)
+    rewound = _rewind_states(r, trials, theta0) if cfg.rewind_iteration else theta0
     masks: dict[int, Masks | None] = {t.seed: None for t in trials}
     level_masks: dict[int, dict[int, Masks | None]] = {t.seed: {} for t in trials}
     for level in range(cfg.prune.rounds + 1):
@@ -320,7 +351,8 @@ def _imp(r: _Runner, trials: list[ExperimentConfig]) -> None:
 
         def build(t: ExperimentConfig, level: int = level) -> list[Member]:
             mask = masks[t.seed]
-            return [Member(t, "ticket", level, 0, theta0[t.seed], mask, _pm(cfg, mask))]
+            init = theta0[t.seed] if level == 0 else rewound[t.seed]
+            return [Member(t, "ticket", level, 0, init, mask, _pm(cfg, mask))]
 
         out = r.stage(f"ticket-L{level:02d}", trials, build, keep_state=lambda m: True)
         if level < cfg.prune.rounds:
