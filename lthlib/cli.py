@@ -31,6 +31,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=None, help="IMP rounds (default: profile's)")
     p.add_argument("--lr-setting", default=None, choices=tuple(RESNET_LR_SETTINGS),
                    help="Figure 8 learning-rate setting (resnet18)")
+    p.add_argument("--rewind-iter", type=int, default=0, metavar="K",
+                   help="IMP late rewinding: reset survivors to the dense run's iteration K "
+                   "instead of θ0 (default 0: the paper's θ0)")
     p.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
                    "or the repository's runs/)")
     p.add_argument("--data-dir", default=None, help="dataset root (default: env LTH_DATA_DIR "
@@ -93,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Any]:
     return [make_experiment(e, args.arch, args.dataset, args.profile, args.trials, args.seed,
                             reinits=args.reinits, lr_setting=args.lr_setting,
-                            rounds=args.rounds) for e in experiments]
+                            rounds=args.rounds,
+                            **({"rewind_iteration": args.rewind_iter} if args.rewind_iter
+                               else {})) for e in experiments]
 
 
 def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:

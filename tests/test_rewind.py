@@ -106,3 +106,12 @@ def test_late_rewinding_starts_from_stored_state_and_resumes(tmp_path, monkeypat
     assert _metrics_text(resumed) == _metrics_text(whole)
     names = json.loads((resumed.trials[0].path / "record.json").read_text())["sha256"]
     assert f"stages/{state_path(trial_dir, k).name}" in names
+
+
+def test_cli_rewind_iter() -> None:
+    from lthlib.cli import _configs, build_parser
+    args = build_parser().parse_args(["run", "global-imp", "--arch", "resnet18", "--dataset",
+                                      "fashionmnist", "--profile", "smoke", "--rewind-iter", "7"])
+    assert _configs(args, [args.experiment])[0].rewind_iteration == 7
+    args = build_parser().parse_args(["run", "imp", "--profile", "smoke"])
+    assert _configs(args, ["imp"])[0] == make_experiment("imp", "lenet", "mnist", "smoke")
