@@ -147,6 +147,7 @@ def _runs_root(runs_dir: str | None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .store import CorruptRecordError
     args = build_parser().parse_args(argv)
     try:
         if args.command == "runs" and args.runs_command == "import":
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.no_progress, threads=args.threads)
             print(json.dumps(report, indent=1))
             return 0 if not report.get("failed") else 1
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, FileNotFoundError, ImportError, CorruptRecordError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 2
