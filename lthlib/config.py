@@ -380,7 +380,7 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
 EXECUTORS = ("local", "ray")
 # extra chapter parameters: name -> smallest allowed integer (None allowed where noted)
 _CHAPTER_INTS: dict[str, int] = {"rerun_iterations": 1, "demo_iterations": 1,
-                                 "lmc_points": 2, "first_seed": 0}
+                                 "lmc_points": 2, "first_seed": 0, "rewind_iteration": 0}
 _CHAPTER_OPTIONAL_INTS: dict[str, int] = {"rounds": 1}
 
 
