@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from .config import ExperimentConfig, experiment_from_dict
+from .config import EXPERIMENTS, ExperimentConfig, experiment_from_dict
 
 DEFAULT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
 MEMBER_KEYS = ["variant", "level", "replicate"]
@@ -467,7 +467,8 @@ class RunStore:
     # --- listing ---
     def trial_paths(self) -> list[Path]:
         """Every trial folder (``<experiment>/<group>/<trial>/`` holding a config or a
-        record), symbolic links included but never entered."""
+        record, under a folder named after one of ``config.EXPERIMENTS``; analyses such as
+        ``lmc/`` keep their own layout), symbolic links included but never entered."""
         out: list[Path] = []
         if not self.root.is_dir():
             return out
@@ -475,6 +476,8 @@ class RunStore:
         def walk(folder: Path, depth: int) -> None:
             for child in sorted(folder.iterdir()):
                 if child.name.startswith(".") or not (child.is_dir() or child.is_symlink()):
+                    continue
+                if depth == 1 and child.name not in EXPERIMENTS:
                     continue
                 if child.is_symlink():  # listed (as corrupt), never entered
                     out.append(child)

@@ -20,7 +20,7 @@ import pytest
 
 import lthlib as lth
 from lthlib.cli import main
-from lthlib.config import make_experiment
+from lthlib.config import EXPERIMENTS, make_experiment
 from lthlib.experiments import run_experiment, trial_configs
 from lthlib.store import RunStore, import_trials
 
@@ -343,11 +343,12 @@ def test_kill_between_record_and_index_is_healed_by_the_next_command(tmp_path, m
 def test_every_committed_trial_is_finished_and_verified():
     runs = REPO / "runs"
     try:
-        out = subprocess.run(["git", "ls-files", "--", "runs/*/*/*/record.json"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(["git", "ls-files", "--", *(f"runs/{e}/*/*/record.json"
+                                                          for e in EXPERIMENTS)],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
         paths = [REPO / p for p in out]
     except (OSError, subprocess.CalledProcessError):
-        paths = sorted(runs.glob("*/*/*/record.json"))
+        paths = sorted(p for e in EXPERIMENTS for p in runs.glob(f"{e}/*/*/record.json"))
     if not paths:
         pytest.skip("no committed trials")
     store = RunStore(runs)
