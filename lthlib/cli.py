@@ -36,8 +36,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                    "instead of θ0 (default 0: the paper's θ0)")
     p.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
                    "or the repository's runs/)")
-    p.add_argument("--data-dir", default=None, help="dataset root (default: env LTH_DATA_DIR "
-                   "or ../shared/data)")
+    p.add_argument("--data-dir", default=None, help="dataset root (default: env LTH_DATA_DIR, "
+                   "else ./data)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: env "
                    "LTH_DEVICE, else cuda when available)")
     p.add_argument("--allow", action="store_true",

@@ -38,7 +38,7 @@ EPOCH_SEED_STRIDE = 1_000_003  # epoch e of seed s is shuffled with seed s * str
 TRAIN_EVAL_SEED_OFFSET = 7919  # the train-eval subset is drawn with seed + this
 _CHUNK = 1 << 20
 
-# Uncompressed raw files in torchvision's layout, and their md5 (see shared/data/README.md).
+# Uncompressed raw files in torchvision's layout, and their md5 (torchvision's published checksums).
 _FOLDERS = MappingProxyType({"mnist": "MNIST", "fashionmnist": "FashionMNIST"})
 _RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -72,14 +72,16 @@ def normalize_dataset_name(name: str) -> str:
 
 
 def resolve_data_root(root: PathLike | None = None) -> Path:
-    """Where the data live: ``root``, else $LTH_DATA_DIR, else ../shared/data, else ./data."""
+    """Where the data live: ``root``, else $LTH_DATA_DIR, else ./data (relative to the cwd).
+
+    No sibling folder is guessed: the Makefile and CI set LTH_DATA_DIR where the data sit.
+    """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("LTH_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return shared if shared.is_dir() else Path("data")
+    return Path("data")
 
 
 def cache_dir() -> Path:
@@ -138,8 +140,7 @@ def _missing_mnist(key: str, data_root: Path, missing: list[str]) -> FileNotFoun
     return FileNotFoundError(
         f"{_FOLDERS[key]} data not found. Put these four files (gzipped, or un-gzipped without "
         f".gz) into {folder}/: {wanted}. Missing now: {', '.join(missing)}. The data root is "
-        "the root argument, else $LTH_DATA_DIR, else ../shared/data next to the repo, else "
-        "./data; set LTH_DATA_DIR=<folder holding "
+        "the root argument, else $LTH_DATA_DIR, else ./data; set LTH_DATA_DIR=<folder holding "
         f"{_FOLDERS[key]}/raw/> or pass download=True on a machine with internet access.")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -13,9 +14,10 @@ import torch
 from lthlib import data
 from lthlib.config import DataConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real datasets, wherever LTH_DATA_DIR points (the Makefile and CI set it).
+SHARED = Path(os.environ.get("LTH_DATA_DIR") or "data").expanduser().resolve()
 needs_real = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(),
-                                reason="offline MNIST/FashionMNIST copies not present")
+                                reason="LTH_DATA_DIR does not hold MNIST/FashionMNIST")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_unknown_dataset_names_allowed(env: pytest.MonkeyPatch) -> None:
 
 def test_resolve_data_root_order(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     default = data.resolve_data_root()
-    assert default == (SHARED if SHARED.is_dir() else Path("data"))
+    assert default == Path("data")
     env.setenv("LTH_DATA_DIR", str(tmp_path))
     assert data.resolve_data_root() == tmp_path
     assert data.resolve_data_root(tmp_path / "x") == tmp_path / "x"
