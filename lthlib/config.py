@@ -20,6 +20,7 @@ SCOPES = ("layerwise", "global")
 METHODS = ("l1", "random")
 EXPERIMENTS = ("oneshot", "imp", "random-sparse", "global-imp")
 PROFILES = ("smoke", "mini", "quick", "paper")
+PRECISIONS = ("fp32", "bf16")
 PROFILE_ORDER = ("paper", "quick", "mini", "smoke")  # largest first: what the book prefers
 
 # Bump when a change alters numbers produced for the same config: it is part of every
@@ -271,6 +272,9 @@ class ExperimentConfig:
     # IMP late rewinding (Frankle et al. 2019, arXiv:1903.01611): survivors reset to their
     # values at this iteration of the dense run instead of θ0 (0 = the paper's θ0)
     rewind_iteration: int = 0
+    # "bf16": conv nets train and evaluate under bfloat16 autocast (lthlib.conv_engine);
+    # a change of numerics, so part of the hash; never the paper profile's
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "experiment",
@@ -285,6 +289,11 @@ class ExperimentConfig:
             raise ValueError(f"rewind_iteration {self.rewind_iteration} is not allowed for "
                              f"{self.experiment} with {self.train.iterations} iterations; "
                              f"allowed: 0, or 1..{self.train.iterations - 1} for imp/global-imp")
+        object.__setattr__(self, "precision", check_choice("precision", self.precision,
+                                                            PRECISIONS))
+        if self.precision != "fp32" and self.profile == "paper":
+            raise ValueError(f"precision {self.precision!r} is a deviation the paper profile "
+                             f"does not make; allowed there: fp32")
         if self.lr_setting != "" and self.lr_setting not in RESNET_LR_SETTINGS:
             raise ValueError(f"unknown lr setting {self.lr_setting!r}; allowed: '' (none), "
                              f"{', '.join(RESNET_LR_SETTINGS)}")
@@ -316,7 +325,8 @@ class ExperimentConfig:
 
 
 # Fields added after trials were stored: left out of the hashed dict at these defaults.
-HASH_NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {("rewind_iteration",): 0}
+HASH_NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {("rewind_iteration",): 0,
+                                                     ("precision",): "fp32"}
 
 
 def experiment_from_dict(d: dict[str, Any]) -> ExperimentConfig:

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import engine
+from . import conv_engine, engine
 from .config import ExperimentConfig, make_experiment
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
@@ -160,6 +160,23 @@ def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSpli
             cfg.model.arch, [m.init for m in members], [m.mask for m in members], data,
             cfg.train, [m.trial.seed for m in members], device=device, progress=progress)
         return [(r.history, r.final_state) for r in results]
+    if conv_engine.supports(cfg.model.arch):  # a few ResNets at once as one grouped network
+        size = conv_engine.group_size(device, len(members))
+        grouped: list[tuple[pd.DataFrame, State]] = []
+        for i in range(0, len(members), size):
+            chunk = members[i:i + size]
+            desc = (f"{progress} [{i + 1}-{i + len(chunk)}/{len(members)}]"
+                    if isinstance(progress, str) else progress)
+            res = conv_engine.train_group(
+                [m.init for m in chunk], [m.mask for m in chunk], data, cfg.train,
+                [m.trial.seed for m in chunk], device=device, augment=cfg.data.augment,
+                bf16=cfg.precision == "bf16", progress=desc)
+            grouped += [(r.history, r.final_state) for r in res]
+        return grouped
+    if cfg.precision != "fp32":
+        raise ValueError(f"precision {cfg.precision!r} is implemented for "
+                         f"{', '.join(conv_engine.SUPPORTED)} only, not {cfg.model.arch!r}; "
+                         f"allowed: fp32")
     out = []
     for i, m in enumerate(members):
         net = _masked_net(cfg, m.init, m.mask)
@@ -455,6 +472,9 @@ def numeric_settings(cfg: ExperimentConfig, device: torch.device) -> dict[str, A
     """The settings that change a trial's numbers beyond its config: torch's thread count
     (float reductions) and the sparse-path threshold (engine architectures only)."""
     sparse = engine.sparse_threshold(device) if engine.supports(cfg.model.arch) else None
+    if conv_engine.supports(cfg.model.arch):  # kernels differ by group size: recorded
+        return {"threads": torch.get_num_threads(), "sparse_path_below_density": sparse,
+                "conv_group_size": conv_engine.group_size(device, 4)}
     return {"threads": torch.get_num_threads(), "sparse_path_below_density": sparse}
 
 

@@ -1,0 +1,120 @@
+"""The grouped conv engine trains each ResNet as lthlib.train.train does (up to float rounding)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lthlib import conv_engine
+from lthlib.config import TrainConfig
+from lthlib.data import TensorSplit
+from lthlib.models import create_network
+from lthlib.prune import apply_masks, get_masks, plain_state, prune_network
+from lthlib.train import train
+
+
+def _split(device: str = "cpu", n: int = 96, side: int = 8) -> TensorSplit:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, side, side, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return TensorSplit("tiny", x[:64], y[:64], x[64:80], y[64:80], x[80:], y[80:], x[:16],
+                       y[:16], num_classes=10, in_shape=(1, side, side)).to(device)
+
+
+def _members(side: int = 8):
+    inits, masks = [], []
+    for seed in (0, 1):
+        net = create_network("resnet18", in_shape=(1, side, side), seed=seed)
+        inits.append({k: v.clone() for k, v in net.state_dict().items()})
+        if seed == 1:  # one pruned member, one dense: masks are per network
+            prune_network(net, amount=0.5, scope="global")
+            masks.append(get_masks(net))
+        else:
+            masks.append(None)
+    return inits, masks
+
+
+CFG = TrainConfig("sgd", 0.02, 16, 4, eval_every=2, weight_decay=1e-4, milestones=(3,),
+                  warmup=2)
+
+
+def _reference(init, mask, data, seed, device="cpu"):
+    net = create_network("resnet18", in_shape=data.in_shape)
+    net.load_state_dict(init)
+    if mask is not None:
+        apply_masks(net, mask)
+    res = train(net, data, CFG, batch_seed=seed, device=device)
+    return res.history, plain_state(res.net)
+
+
+def _check(device: str) -> None:
+    data = _split(device)
+    inits, masks = _members()
+    got = conv_engine.train_group(inits, masks, data, CFG, [3, 4], device=device)
+    for (init, mask, seed, res) in zip(inits, masks, [3, 4], got):
+        hist, state = _reference(init, mask, data, seed, device)
+        assert list(res.history.iteration) == list(hist.iteration)
+        for col in hist.columns[1:]:
+            assert torch.allclose(torch.tensor(res.history[col].to_numpy()),
+                                  torch.tensor(hist[col].to_numpy()), atol=2e-4), col
+        for k, v in state.items():
+            assert torch.allclose(res.final_state[k].float().cpu(), v.float().cpu(),
+                                  atol=2e-4, rtol=1e-3), k
+        if mask is not None:
+            for name, m in mask.items():
+                w = res.final_state[f"{name}.weight"]
+                assert torch.all(w.cpu()[m.cpu() == 0] == 0)
+
+
+def test_grouped_matches_train_cpu() -> None:
+    torch.manual_seed(0)
+    _check("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_grouped_matches_train_cuda() -> None:
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    _check("cuda")
+
+
+def test_pack_unpack_roundtrip() -> None:
+    inits, masks = _members()
+    net = conv_engine.pack(inits, [None, None], 1)
+    for a, b in zip(conv_engine.unpack(net), inits):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_bad_arguments() -> None:
+    inits, masks = _members()
+    with pytest.raises(ValueError, match="equal non-empty"):
+        conv_engine.train_group(inits, masks[:1], _split(), CFG, [0, 1])
+    with pytest.raises(ValueError, match="sgd"):
+        conv_engine.train_group(inits, masks, _split(),
+                                TrainConfig("adam", 1e-3, 16, 2), [0, 1])
+
+
+def test_experiments_train_resnets_grouped(monkeypatch) -> None:
+    from dataclasses import replace
+    from lthlib import experiments
+    from lthlib.config import make_experiment
+    cfg = replace(make_experiment("global-imp", "resnet18", "fashionmnist", "smoke"),
+                  precision="bf16")
+    calls = []
+
+    def fake(inits, masks, data, tcfg, seeds, device="cpu", augment=False, bf16=False,
+             progress=False):
+        calls.append((len(inits), bf16))
+        return [conv_engine.ConvResult(None, {}, {}, 0.0) for _ in inits]
+
+    monkeypatch.setattr(conv_engine, "train_group", fake)
+    members = [experiments.Member(cfg, "reinit", 1, r, {}, None, 1.0) for r in range(6)]
+    out = experiments.train_members(members, cfg, _split(), torch.device("cpu"))
+    assert len(out) == 6 and calls == [(4, True), (2, True)]
+    lenet = replace(make_experiment("imp", "lenet", "mnist", "smoke"), precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        experiments.train_members([experiments.Member(lenet, "ticket", 0, 0, {}, None, 1.0)],
+                                  replace(lenet, model=replace(lenet.model, arch="conv2")),
+                                  _split(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="paper"):
+        make_experiment("imp", "lenet", "mnist", "paper", precision="bf16")
