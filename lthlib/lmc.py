@@ -194,6 +194,9 @@ def run_lmc(trial: TrialRecord, levels: Sequence[int], points: int = 30,
     t = trial.config
     if t.experiment != "imp":
         raise ValueError(f"LMC reads IMP trials; got experiment {t.experiment!r}")
+    if getattr(t, "rewind_iteration", 0) != 0:  # the copies here start from θ0
+        raise ValueError(f"LMC here starts both copies from θ0; the trial rewinds to "
+                         f"iteration {t.rewind_iteration}; allowed: rewind_iteration 0")
     cfg = LMCConfig(trial.record["run_id"], t.model.arch, t.data.dataset, t.profile, t.seed,
                     tuple(int(v) for v in levels), int(points))
     store = RunStore(runs_dir)
