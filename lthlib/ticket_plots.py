@@ -62,7 +62,8 @@ def connectivity_figure(trials: Sequence[TrialRecord], levels: Sequence[int],
 
 def survivor_histograms(trial: TrialRecord, levels: Sequence[int],
                         title: str = "") -> plt.Figure:
-    """θ0 of all weights (grey) and of the survivors (blue) per layer (rows) and level."""
+    """θ0 of all weights (grey) and of the survivors (blue) per layer (rows) and level, each
+    normalised to unit area so the shapes compare."""
     init = theta0(trial)
     layers = sorted(ticket_masks(trial, levels[0]))
     fig, axes = plt.subplots(len(layers), len(levels), figsize=(2.4 * len(levels),
@@ -74,8 +75,10 @@ def survivor_histograms(trial: TrialRecord, levels: Sequence[int],
             all_w, kept = survivor_values(init, masks, layer)
             bins = np.linspace(all_w.min(), all_w.max(), 41)
             ax = axes[i][j]
-            ax.hist(all_w, bins=bins, color="0.7", label="all weights")
-            ax.hist(kept, bins=bins, color="tab:blue", alpha=0.8, label="survivors")
+            # densities: at small Pm the survivors are too few to see on a count scale
+            ax.hist(all_w, bins=bins, color="0.7", density=True, label="all weights")
+            ax.hist(kept, bins=bins, color="tab:blue", alpha=0.7, density=True,
+                    label="survivors")
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"Pm = {100 * level_pm(trial)[level]:.1f}%", fontsize=9)
