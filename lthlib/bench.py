@@ -728,12 +728,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the JSON summary to FILE (e.g. runs/bench/...)")
     parser.add_argument("--sparse", action="store_true",
                         help="dense vs sparse engine path at each IMP level (CPU, 1 thread)")
+    parser.add_argument("--conv", action="store_true",
+                        help="ResNet-18: textbook loop vs the experiments' conv engine "
+                        "(fp32, and bf16 where native), interleaved (lthlib.conv_bench)")
     args = parser.parse_args(argv)
     if args.population is not None and args.population < 1:
         parser.error(f"--population must be >= 1, got {args.population}")
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
-    if args.imp_trial:
+    if args.conv:
+        from .conv_bench import measure
+        result = measure(args.device, rounds=2 if args.quick else 3,
+                         seconds=3.0 if args.quick else 8.0)
+    elif args.imp_trial:
         result = imp_trial_vs_reference(args.imp_trial, threads=args.trial_threads)
     elif args.sparse_trial:
         result = imp_trial_pair(args.sparse_trial)

@@ -1,8 +1,8 @@
 """Several CIFAR ResNets trained at once as one grouped network (the population idea for convs).
 
-One small ResNet at batch 128 leaves a CPU's vector units half idle: its 16-64 channel
-convolutions are too thin, and every layer pays Python and dispatch overhead once per network.
-``G`` networks of one stage are therefore packed into one module whose convolutions have
+One small ResNet at batch 128 leaves a GPU mostly idle: its 16-64 channel convolutions are
+too thin, and every layer pays Python and dispatch overhead once per network. ``G`` networks
+of one stage are therefore packed into one module whose convolutions have
 ``groups=G`` (network g owns channels ``g*C .. (g+1)*C - 1`` of every layer), whose BatchNorm
 layers have ``G*C`` channels (per-channel statistics: exactly each network's own), and whose
 last layer is a batched matrix product. Network g sees its own minibatch in its own input
@@ -14,7 +14,7 @@ rounding (other convolution kernels), which ``tests/test_conv_engine.py`` checks
 
 The memory layout is channels_last, which oneDNN runs faster on CPU; ``bf16=True`` runs the
 forward pass under bfloat16 autocast (CPUs with AMX/AVX512-BF16, and GPUs): a change of numerics
-that is a config field (``TrainConfig``... see :mod:`lthlib.config`), never the default.
+that is a config field (``ExperimentConfig.precision``), never the default.
 """
 from __future__ import annotations
 
@@ -256,8 +256,11 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     return out
 
 
-def group_size(device: torch.device | str, members: int, default_cpu: int = 4) -> int:
-    """How many networks to pack at once: all of a stage on a GPU, a few on a CPU."""
+def group_size(device: torch.device | str, members: int, default_cpu: int = 1) -> int:
+    """How many networks to pack at once: all of a stage on a GPU; one on a CPU, where
+    ``python -m lthlib.bench --conv`` measured no gain from grouping at float32 (oneDNN's
+    grouped kernels are slower per network) and one network per group keeps a trial's
+    numbers independent of how many trials train beside it."""
     if torch.device(device).type == "cuda":
         return max(1, members)
     return max(1, min(members, default_cpu))

@@ -110,7 +110,11 @@ def test_experiments_train_resnets_grouped(monkeypatch) -> None:
     monkeypatch.setattr(conv_engine, "train_group", fake)
     members = [experiments.Member(cfg, "reinit", 1, r, {}, None, 1.0) for r in range(6)]
     out = experiments.train_members(members, cfg, _split(), torch.device("cpu"))
-    assert len(out) == 6 and calls == [(4, True), (2, True)]
+    assert len(out) == 6 and calls == [(1, True)] * 6  # one network per group on a CPU
+    monkeypatch.setattr(conv_engine, "group_size", lambda device, n: 4)
+    calls.clear()
+    experiments.train_members(members, cfg, _split(), torch.device("cpu"))
+    assert calls == [(4, True), (2, True)]
     lenet = replace(make_experiment("imp", "lenet", "mnist", "smoke"), precision="bf16")
     with pytest.raises(ValueError, match="precision"):
         experiments.train_members([experiments.Member(lenet, "ticket", 0, 0, {}, None, 1.0)],
@@ -118,3 +122,10 @@ def test_experiments_train_resnets_grouped(monkeypatch) -> None:
                                   _split(), torch.device("cpu"))
     with pytest.raises(ValueError, match="paper"):
         make_experiment("imp", "lenet", "mnist", "paper", precision="bf16")
+
+
+def test_conv_bench_helpers() -> None:
+    from lthlib.conv_bench import native_bf16, train_flop
+    assert native_bf16(torch.device("cpu")) in (True, False)
+    flop = train_flop("resnet18", "fashionmnist", 128)
+    assert 1e10 < flop < 1e11  # about 24 GFLOP per training iteration at batch 128
