@@ -182,6 +182,9 @@ class Profile:
     train_eval_size: int | None = None
     train_subset: int | None = None  # train on the first N training examples only
     eval_subset: int | None = None  # evaluate on the first N val/test examples only
+    # global pruning's rate per round (e.g. 0.36 = two of the paper's 20% rounds merged)
+    global_rate: float | None = None
+    precision: str | None = None  # "bf16": conv nets under bfloat16 autocast (resnet18)
     description: str = ""
 
 
@@ -220,6 +223,8 @@ def apply_profile(train: TrainConfig, prune: PruneConfig, data: DataConfig,
         warmup=round(train.warmup * scale))
     if p.rounds is not None:
         prune = replace(prune, rounds=p.rounds)
+    if p.global_rate is not None and prune.scope == "global":
+        prune = replace(prune, conv_rate=p.global_rate)
     if p.train_eval_size is not None:
         data = replace(data, train_eval_size=p.train_eval_size)
     if p.train_subset is not None:
@@ -248,7 +253,18 @@ def profile_deviations(profile: str, arch: str = "lenet") -> list[str]:
         out.append(f"training on the first {p.train_subset:,} training examples only")
     if p.eval_subset is not None:
         out.append(f"validation/test on the first {p.eval_subset:,} examples only")
+    if pr.conv_rate != base_p.conv_rate:
+        out.append(f"{pr.conv_rate:.0%} of the conv weights pruned per round instead of "
+                   f"{base_p.conv_rate:.0%} (levels at the sparsities of every other paper round)")
+    if profile_precision(profile, arch) != "fp32":
+        out.append(f"{profile_precision(profile, arch)} autocast instead of float32")
     return out
+
+
+def profile_precision(profile: str, arch: str) -> str:
+    """The precision ``profile`` trains ``arch`` with: its own for resnet18, else fp32."""
+    p = get_profile(profile)
+    return p.precision if p.precision is not None and arch == "resnet18" else "fp32"
 
 
 # --- experiments and identity ---------------------------------------------------------------
@@ -381,7 +397,8 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
             targets = (1.0, 0.5, 0.2)
     cfg = ExperimentConfig(experiment, paper_model(arch, dataset), data, train, prune, profile,
                            trials, seed, 1 if reinits is None else reinits, targets,
-                           lr_setting=lr_setting or "")
+                           lr_setting=lr_setting or "",
+                           precision=profile_precision(profile, arch))
     return replace(cfg, **overrides) if overrides else cfg
 
 

@@ -129,3 +129,17 @@ def test_conv_bench_helpers() -> None:
     assert native_bf16(torch.device("cpu")) in (True, False)
     flop = train_flop("resnet18", "fashionmnist", 128)
     assert 1e10 < flop < 1e11  # about 24 GFLOP per training iteration at batch 128
+
+
+def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
+    from lthlib import config
+    prof = config.Profile("mini", iterations_scale=0.1, global_rate=0.36, precision="bf16")
+    monkeypatch.setitem(config.PROFILE_PRESETS, "mini", prof)
+    cfg = config.make_experiment("global-imp", "resnet18", "fashionmnist", "mini")
+    assert cfg.prune.conv_rate == 0.36 and cfg.precision == "bf16"
+    assert config.make_experiment("imp", "lenet", "mnist", "mini").precision == "fp32"
+    devs = config.profile_deviations("mini", "resnet18")
+    assert any("36%" in d for d in devs) and any("bf16" in d for d in devs)
+    monkeypatch.undo()
+    assert "precision" not in config.make_experiment("global-imp", "resnet18",
+                                                     "fashionmnist", "mini").to_dict()
