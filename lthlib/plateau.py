@@ -79,7 +79,7 @@ def _evaluate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool
         xb = x[i:i + batch]
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = net(xb)
         logits = logits.float()
         loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
@@ -126,7 +126,7 @@ def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
         xb, yb = xs[idx], ys[idx]
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             logits = net(xb)
         loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)
