@@ -21,3 +21,30 @@ def test_config_names_and_checks() -> None:
         PlateauConfig(precision="fp8")
     with pytest.raises(ValueError, match="epochs"):
         PlateauConfig(epochs=0)
+
+
+def test_converged_cpu_profile_is_the_smallest_budget_within_1pp() -> None:
+    """The profile's budget follows from the committed curves: the smallest complete budget
+    whose final dense test accuracy is within 1 pp of the longest complete one's."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lthlib.config import make_experiment, profile_deviations
+    root = Path(__file__).resolve().parents[1] / "runs" / "plateau"
+    finals = {}
+    for rec_path in root.glob("resnet18-fashionmnist-lr0.1-*ep-bf16-seed0/record.json"):
+        rec = json.loads(rec_path.read_text())
+        if rec["complete"]:
+            curve = pd.read_csv(rec_path.parent / "curve.csv")
+            assert rec["test_size"] == 10_000 and rec["val_size"] == 5_000
+            finals[rec["train"]["iterations"]] = float(curve["test_acc"].iloc[-1])
+    assert len(finals) >= 2
+    plateau = finals[max(finals)]
+    chosen = min(b for b, acc in finals.items() if acc >= plateau - 0.01)
+    cfg = make_experiment("global-imp", "resnet18", "fashionmnist", "converged-cpu")
+    assert cfg.train.iterations == chosen
+    assert (cfg.data.eval_subset, cfg.data.train_subset) == (0, 0)  # full val/test sets
+    assert cfg.precision == "bf16" and cfg.prune.conv_rate == 0.36
+    assert len(profile_deviations("converged-cpu", "resnet18")) == 5
