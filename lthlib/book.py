@@ -38,6 +38,7 @@ import pandas as pd
 from .config import (PROFILE_ORDER, PROFILES, RESNET_LR_SETTINGS, check_choice,
                      experiment_from_dict, get_profile, make_experiment, paper_prune,
                      profile_deviations)
+from .lmc import evaluate_lmc_claims
 from .store import RunStore, resolve_runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -318,6 +319,8 @@ class Context:
 
 
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10"}
+# Frankle et al. 2020's stability statements are about LeNet on MNIST (chapter 8)
+LMC_DATASETS = ("mnist",)
 
 
 def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None = None,
@@ -750,7 +753,13 @@ def ledger(runs_dir: str | Path | None = None, datasets: tuple[str, ...] | list[
 
     chosen = [c for c in claims.CLAIMS if figures is None or c.figure in figures]
     prof = None if profile in (None, "auto") else profile
-    df = claims.evaluate_claims(runs_dir, tuple(datasets or DATASET_NAMES), prof, chosen)
+    names = tuple(datasets or DATASET_NAMES)
+    df = claims.evaluate_claims(runs_dir, names, prof, chosen)
+    lenet_sets = [d for d in names if d in LMC_DATASETS]
+    if figures is None and lenet_sets:
+        # the "beyond the paper" group, each claim at the largest profile holding
+        # linear-mode-connectivity measurements
+        df = pd.concat([df, evaluate_lmc_claims(runs_dir, lenet_sets)], ignore_index=True)
     if write:
         atomic_write_text(resolve_runs_dir(runs_dir) / "claims.csv", df_to_csv_text(df))
     return df
@@ -856,11 +865,16 @@ def evidence_note(df: pd.DataFrame) -> str:
     if len(ind):
         figure = {c.id: c.figure for c in CLAIMS}
         order = list(dict.fromkeys(figure.values()))  # the ledger's order of figures
-        by = ind.groupby("profile")["claim"].agg(lambda c: sorted(
-            {figure.get(x, x) for x in c}, key=lambda f: order.index(f) if f in order else 99))
-        parts = [f"{len(ind[ind.profile == p])} from the `{p}` profile (Figure"
-                 + ("s " if len(figs) > 1 else " ") + ", ".join(figs) + ")"
-                 for p, figs in by.items()]
+
+        def where(ids: pd.Series) -> str:
+            figs = sorted({figure[x] for x in ids if x in figure}, key=order.index)
+            named = ([("Figures " if len(figs) > 1 else "Figure ") + ", ".join(figs)]
+                     if figs else [])
+            return ", ".join(named + (["beyond the paper"] if any(
+                x not in figure for x in ids) else []))
+
+        parts = [f"{len(ids)} from the `{p}` profile ({where(ids)})"
+                 for p, ids in ind.groupby("profile")["claim"]]
         text += (" Indicative, in their own column and in no verdict column: "
                  + "; ".join(parts) + ".")
     return text
