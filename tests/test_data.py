@@ -33,6 +33,14 @@ def env(monkeypatch: pytest.MonkeyPatch, shared_cache: Path) -> pytest.MonkeyPat
     return monkeypatch
 
 
+@pytest.fixture
+def data_in_cwd(env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """LTH_DATA_DIR unset and the real data reachable only as ./data: the default root."""
+    (tmp_path / "data").symlink_to(SHARED, target_is_directory=True)
+    env.chdir(tmp_path)
+    return env
+
+
 # --- names, roots, errors ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name,key", [("MNIST", "mnist"), ("mnist", "mnist"),
@@ -95,7 +103,7 @@ def test_split_indices_seeded_disjoint_covering() -> None:
 
 @needs_real
 @pytest.mark.parametrize("name", ["mnist", "FashionMNIST"])
-def test_real_split_sizes_default_root(env: pytest.MonkeyPatch, name: str) -> None:
+def test_real_split_sizes_default_root(data_in_cwd: pytest.MonkeyPatch, name: str) -> None:
     train, val, test = data.get_datasets(name)
     assert (len(train), len(val), len(test)) == (55_000, 5_000, 10_000)
     tr, va = set(train.indices), set(val.indices)  # type: ignore[attr-defined]
@@ -116,7 +124,7 @@ def test_real_split_via_env_and_dataloaders(env: pytest.MonkeyPatch) -> None:
 
 
 @needs_real
-def test_load_tensors_equals_dataloader(env: pytest.MonkeyPatch) -> None:
+def test_load_tensors_equals_dataloader(data_in_cwd: pytest.MonkeyPatch) -> None:
     split = data.load_tensors("mnist", seed=0)
     assert split.train_x.shape == (55_000, 1, 28, 28) and split.train_x.dtype == torch.float32
     assert (len(split.val_y), len(split.test_y), len(split.train_eval_y)) == (5000, 10000, 5000)
@@ -133,7 +141,7 @@ def test_load_tensors_equals_dataloader(env: pytest.MonkeyPatch) -> None:
 
 
 @needs_real
-def test_load_tensors_subsets(env: pytest.MonkeyPatch) -> None:
+def test_load_tensors_subsets(data_in_cwd: pytest.MonkeyPatch) -> None:
     cfg = DataConfig("FashionMNIST", train_eval_size=50, train_subset=300, eval_subset=70)
     split = data.load_tensors_for(cfg)
     assert split.name == "fashionmnist"
