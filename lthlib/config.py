@@ -348,6 +348,17 @@ class ExperimentConfig:
     def seeds(self) -> list[int]:
         return [self.seed + t for t in range(self.trials)]
 
+    def canonical(self) -> "ExperimentConfig":
+        """The identity the store keeps this experiment under: global-imp always prunes with
+        one global threshold, whatever scope the caller's config names."""
+        if self.experiment == "global-imp" and self.prune.scope != "global":
+            return replace(self, prune=replace(self.prune, scope="global"))
+        return self
+
+    def trial_configs(self) -> list["ExperimentConfig"]:
+        """One single-trial config per trial: trial t has seed ``seed + t``."""
+        return [replace(self, trials=1, seed=s) for s in self.seeds()]
+
 
 # Fields added after trials were stored: left out of the hashed dict at these defaults.
 HASH_NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {("rewind_iteration",): 0,

@@ -43,7 +43,7 @@ from .prune import (apply_masks, get_masks, plain_state, prune_network, random_m
                     remaining_fraction)
 from .reuse import reuse_note, seed_missing
 from .rewind import load_rewind_state, save_rewind_state
-from .store import MEMBER_KEYS, RunStore, TrialRecord, git_commit
+from .store import MEMBER_KEYS, ExperimentResult, RunStore, git_commit
 from .train import early_stop_summary, train
 
 State = dict[str, torch.Tensor]
@@ -58,7 +58,7 @@ def derive_seed(*parts: Any) -> int:
 
 def trial_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
     """One single-trial config per trial: trial t has seed ``cfg.seed + t``."""
-    return [replace(cfg, trials=1, seed=s) for s in cfg.seeds()]
+    return cfg.trial_configs()
 
 
 @dataclass
@@ -433,33 +433,6 @@ EXPERIMENT_FUNCS: dict[str, Callable[..., None]] = {
 }
 
 
-@dataclass
-class ExperimentResult:
-    """All trials of an experiment, finished and read back from the store."""
-
-    config: ExperimentConfig
-    trials: list[TrialRecord]
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Per-network summary rows of every trial, with a ``seed`` column."""
-        if not self.trials:
-            raise ValueError(f"no finished trials of {self.config.experiment} "
-                             f"{self.config.model.arch}/{self.config.data.dataset} profile="
-                             f"{self.config.profile} in the store; `python -m lthlib runs ls` "
-                             f"lists what it holds and why")
-        return pd.concat([tr.summary.assign(seed=tr.config.seed) for tr in self.trials],
-                         ignore_index=True)
-
-    def metrics(self) -> pd.DataFrame:
-        return pd.concat([tr.metrics().assign(seed=tr.config.seed) for tr in self.trials],
-                         ignore_index=True)
-
-    @property
-    def wall_time_s(self) -> float:
-        return sum(tr.record.get("wall_time_s", 0.0) for tr in self.trials)
-
-
 def check_combination(cfg: ExperimentConfig, allow: bool = False) -> None:
     """Refuse combinations the paper never ran unless ``allow`` (e.g. global-imp on LeNet)."""
     paper_global = cfg.model.arch in ("resnet18", "vgg19")
@@ -561,8 +534,7 @@ def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
                                             "compute": compute, "reuse": reuse, "wait": wait},
                     data_root)
     check_combination(cfg, allow)
-    if cfg.experiment == "global-imp" and cfg.prune.scope != "global":
-        cfg = replace(cfg, prune=replace(cfg.prune, scope="global"))
+    cfg = cfg.canonical()
     store = RunStore(runs_dir)
     trials = trial_configs(cfg)
     missing = [t for t in trials if store.load(t) is None]
@@ -591,9 +563,8 @@ def run_experiment(cfg: ExperimentConfig, runs_dir: str | Path | None = None,
                 pass
             if store.load(t) is None:  # the other process stopped early: train it here
                 missing.append(t)
-    records = [rec for rec in (store.load(t) for t in trials) if rec is not None]
     store.ensure_index()
-    return ExperimentResult(cfg, records)
+    return store.results(cfg)
 
 
 def run(experiment: str, arch: str = "lenet", dataset: str = "mnist", profile: str = "quick",

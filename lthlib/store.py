@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic import atomic_write_text
 from .config import EXPERIMENTS, ExperimentConfig, experiment_from_dict
 
 DEFAULT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
@@ -56,16 +57,6 @@ class UnverifiedRecordError(CorruptRecordError):
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
     """Argument, else env LTH_RUNS_DIR, else the repository's ``runs/``."""
     return Path(runs_dir or os.environ.get("LTH_RUNS_DIR") or DEFAULT_RUNS_DIR)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def df_to_csv_text(df: pd.DataFrame) -> str:
@@ -188,6 +179,33 @@ class TrialRecord:
         return pd.read_csv(self.path / "metrics.csv")
 
 
+@dataclass
+class ExperimentResult:
+    """All finished trials of an experiment, read back from the store (:meth:`RunStore.results`)."""
+
+    config: ExperimentConfig
+    trials: list[TrialRecord]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per-network summary rows of every trial, with a ``seed`` column."""
+        if not self.trials:
+            raise ValueError(f"no finished trials of {self.config.experiment} "
+                             f"{self.config.model.arch}/{self.config.data.dataset} profile="
+                             f"{self.config.profile} in the store; `python -m lthlib runs ls` "
+                             f"lists what it holds and why")
+        return pd.concat([tr.summary.assign(seed=tr.config.seed) for tr in self.trials],
+                         ignore_index=True)
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.concat([tr.metrics().assign(seed=tr.config.seed) for tr in self.trials],
+                         ignore_index=True)
+
+    @property
+    def wall_time_s(self) -> float:
+        return sum(tr.record.get("wall_time_s", 0.0) for tr in self.trials)
+
+
 class RunStore:
     """Reads and writes trial records under one runs directory."""
 
@@ -285,6 +303,13 @@ class RunStore:
         return pd.read_csv(io.StringIO(text))
 
     # --- finished trials ---
+    def results(self, cfg: ExperimentConfig) -> ExperimentResult:
+        """Every finished, verified trial of ``cfg`` (all its seeds); never trains anything.
+        Trials that are missing, partial, corrupt or unverified are left out."""
+        cfg = cfg.canonical()
+        records = [rec for rec in (self.load(t) for t in cfg.trial_configs()) if rec is not None]
+        return ExperimentResult(cfg, records)
+
     def load(self, cfg: ExperimentConfig) -> TrialRecord | None:
         """The finished record for ``cfg``, or None if absent, partial, corrupt or unverified
         (warns for the last two)."""
