@@ -37,10 +37,10 @@ from typing import Any
 
 import pandas as pd
 
+from . import paths
 from .atomic import atomic_write_text
 from .config import EXPERIMENTS, ExperimentConfig, experiment_from_dict
 
-DEFAULT_RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
 MEMBER_KEYS = ["variant", "level", "replicate"]
 RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
 
@@ -55,8 +55,8 @@ class UnverifiedRecordError(CorruptRecordError):
 
 
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
-    """Argument, else env LTH_RUNS_DIR, else the repository's ``runs/``."""
-    return Path(runs_dir or os.environ.get("LTH_RUNS_DIR") or DEFAULT_RUNS_DIR)
+    """Argument, else env LTH_RUNS_DIR, else the repository's ``runs/`` (:mod:`lthlib.paths`)."""
+    return paths.runs_dir(runs_dir or None)
 
 
 def df_to_csv_text(df: pd.DataFrame) -> str:
