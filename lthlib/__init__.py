@@ -5,7 +5,7 @@ Public API (see the README and the book for worked examples)::
     create_network, get_dataloaders, load_tensors, evaluate, train,
     prune_network, copy_mask, remaining_fraction, run, run_experiment, make_experiment
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from .config import (ExperimentConfig, DataConfig, ModelConfig, PruneConfig, TrainConfig,
                      make_experiment, paper_prune, paper_train, profile_deviations)

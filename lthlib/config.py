@@ -10,8 +10,11 @@ import dataclasses
 import hashlib
 import json
 import numbers
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .device import default_device
 
 ARCHS = ("lenet", "conv2", "conv4", "conv6", "resnet18", "vgg19", "mlp")
 DATASETS = ("mnist", "fashionmnist", "cifar10")
@@ -455,7 +458,6 @@ def check_chapter_params(profile: str = "auto", dataset: str = "mnist", trials: 
     out["dataset"] = check_choice("dataset", dataset, DATASETS)
     out["trials"] = check_int("trials (0 = as many as runs/ holds)", trials, 0)
     if runs_dir is not None:
-        import os
         if not isinstance(runs_dir, (str, os.PathLike)) or str(runs_dir) == "":
             raise ValueError(f"runs_dir must be a folder path or None, got "
                              f"{type(runs_dir).__name__} {runs_dir!r}")
@@ -464,7 +466,6 @@ def check_chapter_params(profile: str = "auto", dataset: str = "mnist", trials: 
                              f"(created if missing) or None")
     out["runs_dir"] = runs_dir
     if device is not None:
-        from .device import default_device
         if not isinstance(device, str):
             raise ValueError(f"device must be a string or None, got {type(device).__name__} "
                              f"{device!r}; allowed: cpu, cuda, cuda:<index>")

@@ -14,6 +14,7 @@ file, hardware, wall time, lthlib version, git commit). The config file is not c
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
@@ -29,13 +30,15 @@ import torch
 from torch import nn
 
 from . import engine
+from .config import PROFILE_ORDER
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
 from .experiments import derive_seed
 from .models import create_network
 from .store import (RunStore, TrialRecord, atomic_write_text, df_to_csv_text, git_commit,
                     sha256_text)
-from .tickets import ticket_masks, theta0
+from .tickets import mask_trials, ticket_masks, theta0
+from .version import __version__
 
 State = dict[str, torch.Tensor]
 Masks = dict[str, torch.Tensor]
@@ -243,7 +246,6 @@ def run_lmc(trial: TrialRecord, levels: Sequence[int], points: int = 30,
              "summary.csv": df_to_csv_text(pd.DataFrame(summary))}
     for name, text in texts.items():
         atomic_write_text(out_dir / name, text)
-    from . import __version__
     record = {"status": "finished", "run_id": cfg.run_id(), "experiment": "lmc",
               "arch": cfg.arch, "dataset": cfg.dataset, "profile": cfg.profile,
               "seed": cfg.seed, "source_run_id": cfg.source_run_id,
@@ -345,8 +347,6 @@ def _round4(x: float | None) -> float | None:
 def lmc_profile(dataset: str, arch: str = "lenet",
                 runs_dir: str | Path | None = None) -> str | None:
     """The largest profile with stored measurements for ``dataset``, if any."""
-    from .config import PROFILE_ORDER
-
     root = RunStore(runs_dir).root / "lmc"
     for p in PROFILE_ORDER:
         if any((root / f"{arch}-{dataset}-{p}").glob("seed*/record.json")):
@@ -393,9 +393,6 @@ def evaluate_lmc_claims(runs_dir: str | Path | None = None,
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m lthlib.lmc --dataset mnist --profile quick --levels 0 3 7 11 15 18``:
     measure every finished IMP trial of the group that stored its masks."""
-    import argparse
-
-    from .tickets import mask_trials
     p = argparse.ArgumentParser(prog="python -m lthlib.lmc", description=main.__doc__)
     p.add_argument("--arch", default="lenet")
     p.add_argument("--dataset", default="mnist")

@@ -40,6 +40,7 @@ import pandas as pd
 from . import paths
 from .atomic import atomic_write_text
 from .config import EXPERIMENTS, ExperimentConfig, experiment_from_dict
+from .version import __version__
 
 MEMBER_KEYS = ["variant", "level", "replicate"]
 RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
@@ -404,7 +405,6 @@ class RunStore:
         the values its stages ran with (``stage_settings``; ``numeric_settings_mixed`` says
         whether they differ between stages).
         """
-        from . import __version__
         path = self.trial_dir(cfg)
         stages = self.stage_times(cfg)
         settings = self.stage_settings(cfg)

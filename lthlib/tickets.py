@@ -11,11 +11,15 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from .config import PROFILE_ORDER, PROFILES, check_choice, make_experiment
+from .experiments import run
 from .masks import MASK_SUFFIX, REINIT_DIGESTS, load_masks, mask_digest, theta0_digest
 from .models import create_network
 from .store import CorruptRecordError, RunStore, TrialRecord
@@ -199,8 +203,6 @@ def ensure_mask_trials(dataset: str, profile: str, trials: int, seed: int,
                        compute: bool = True) -> list[TrialRecord]:
     """IMP trials ``seed .. seed + trials - 1`` with stored masks, computing missing ones
     (finished trials are read back, never recomputed)."""
-    from .experiments import run
-
     want = set(range(seed, seed + trials))
     have = [tr for tr in mask_trials(arch, dataset, profile, runs_dir=runs_dir)
             if tr.config.seed in want and tr.config == _default_imp(tr, arch, dataset, profile)]
@@ -212,9 +214,6 @@ def ensure_mask_trials(dataset: str, profile: str, trials: int, seed: int,
 
 
 def _default_imp(tr: TrialRecord, arch: str, dataset: str, profile: str):
-    from dataclasses import replace
-
-    from .config import make_experiment
     return replace(make_experiment("imp", arch, dataset, profile, 1), seed=tr.config.seed)
 
 
@@ -231,12 +230,10 @@ def nearest_levels(pm_by_level: Mapping[int, float], targets: Sequence[float]) -
 
 
 def connectivity_table(trials: Sequence[TrialRecord], levels: Sequence[int],
-                       layer: str = "fc1", border: int = 4) -> "pd.DataFrame":
+                       layer: str = "fc1", border: int = 4) -> pd.DataFrame:
     """Per level: share of a pixel's connections kept on the image border and in its centre,
     for the ticket (mean over trials) and a random mask of the same per-layer density, and
     how alike the trials' connectivity pictures are (mean pairwise correlation)."""
-    import pandas as pd
-
     rows = []
     for level in levels:
         pics, rand = [], []
@@ -256,12 +253,10 @@ def connectivity_table(trials: Sequence[TrialRecord], levels: Sequence[int],
 
 
 def survivor_table(trials: Sequence[TrialRecord], levels: Sequence[int],
-                   quantile: float = 0.25) -> "pd.DataFrame":
+                   quantile: float = 0.25) -> pd.DataFrame:
     """Per level and layer: the share of survivors whose |θ0| lies below the ``quantile`` of
     all |θ0| of the layer (``quantile`` when survival ignores θ0), and mean |θ0| of the
     survivors over the mean of all, averaged over trials."""
-    import pandas as pd
-
     rows = []
     for level in levels:
         per: dict[str, list[tuple[float, float]]] = {}
@@ -279,13 +274,11 @@ def survivor_table(trials: Sequence[TrialRecord], levels: Sequence[int],
     return pd.DataFrame(rows)
 
 
-def overlap_table(trials: Sequence[TrialRecord], levels: Sequence[int]) -> "pd.DataFrame":
+def overlap_table(trials: Sequence[TrialRecord], levels: Sequence[int]) -> pd.DataFrame:
     """Per level and layer (and all layers pooled): mean pairwise Jaccard of the trials'
     masks; ``chance``, its expectation for independent random masks of the same per-layer
     densities; ``random``, the same measured on random masks with the trials' per-layer
     counts (one draw per trial: how far chance itself scatters); and jaccard / chance."""
-    import pandas as pd
-
     rows = []
     for level in levels:
         sets = [ticket_masks(tr, level) for tr in trials]
@@ -313,8 +306,6 @@ def resolve_profile(profile: str, datasets: Sequence[str], trials: int,
                     arch: str = "lenet", runs_dir: str | Path | None = None) -> str:
     """``profile`` itself, or for ``"auto"`` the largest profile whose stored IMP trials with
     masks number at least ``trials`` for every dataset (else ``"quick"``)."""
-    from .config import PROFILE_ORDER, PROFILES, check_choice
-
     profile = check_choice("profile", profile, ("auto",) + PROFILES)
     if profile != "auto":
         return profile
