@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
+from .schedule import StackedOptimizer
+from .stack_eval import EvalSet
 
 SPARSE_TRAIN_DENSITY = 0.15  # layers at or below this density train sparse (CPU)
 _MIN_SPARSE_WEIGHTS = 4096  # smaller layers (LeNet's output) stay dense: too small to gain
@@ -81,7 +83,7 @@ class SparseStack:
 
     def __init__(self, names: list[str], weights: Sequence[Sequence[Tensor]],
                  biases: Sequence[Sequence[Tensor]], masks: Sequence[Sequence[Tensor | None]],
-                 cfg: TrainConfig, threshold: float, optimizer_cls: type) -> None:
+                 cfg: TrainConfig, threshold: float) -> None:
         """``weights[j][l]``: member j's layer l (masked, float32, CPU); masks alike."""
         self.names, self.k = names, len(weights)
         self.layers: list[list[_SparseLayer | Tensor]] = []
@@ -109,7 +111,7 @@ class SparseStack:
             params += [lay.values if isinstance(lay, _SparseLayer) else lay for lay in layers]
             params += bs
             grads += wg + bg
-        self.opt = optimizer_cls(params, grads, cfg)
+        self.opt = StackedOptimizer(params, grads, cfg)
 
     def _forward(self, j: int, h: Tensor) -> list[Tensor]:
         """Activations in feature-major layout (features, batch), input first."""
@@ -154,11 +156,12 @@ class SparseStack:
                     dz = torch.ops.aten.threshold_backward(dz, below, 0.0)
         self.opt.step(lr)
 
-    def evaluate(self, data: object) -> tuple[list[float], list[float]]:
-        """Mean cross-entropy and accuracy of every member (``data``: the engine's eval set)."""
+    def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy of every member on ``data``."""
         return _evaluate([self._matrices(j) for j in range(self.k)], self.biases, data)
 
     def final_states(self) -> list[dict[str, Tensor]]:
+        """Every member's plain state dict (dense copies of the sparse layers)."""
         out = []
         for layers, biases in zip(self.layers, self.biases):
             state = {}
@@ -177,7 +180,8 @@ class _SparseSnapshot:
     def __init__(self, matrices: list[list[Tensor]], biases: list[list[Tensor]]) -> None:
         self.matrices, self.biases, self.k = matrices, biases, len(matrices)
 
-    def evaluate(self, data: object) -> tuple[list[float], list[float]]:
+    def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy of every member on ``data``."""
         return _evaluate(self.matrices, self.biases, data)
 
 
@@ -209,15 +213,14 @@ def _forward(matrices: Sequence[Tensor], biases: Sequence[Tensor], h: Tensor) ->
 
 @torch.inference_mode()
 def _evaluate(matrices: Sequence[Sequence[Tensor]], biases: Sequence[Sequence[Tensor]],
-              data: object) -> tuple[list[float], list[float]]:
+              data: EvalSet) -> tuple[list[float], list[float]]:
     """Mean cross-entropy and accuracy of every member, member by member per chunk."""
     k = len(matrices)
     loss = torch.zeros(k, dtype=torch.float64)
     correct = torch.zeros(k, dtype=torch.int64)
-    for xt, yc in data.transposed():  # type: ignore[attr-defined]
+    for xt, yc in data.transposed():
         for j in range(k):
             logits = _forward(matrices[j], biases[j], xt)[-1].t()
             loss[j] += F.cross_entropy(logits, yc, reduction="sum").double()
             correct[j] += (logits.argmax(1) == yc).sum()
-    n = data.n  # type: ignore[attr-defined]
-    return (loss / n).tolist(), (correct.double() / n).tolist()
+    return (loss / data.n).tolist(), (correct.double() / data.n).tolist()

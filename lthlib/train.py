@@ -4,7 +4,7 @@ The paper (Section 2, Appendix) trains for a fixed number of iterations, evaluat
 and test loss every 100 iterations, and afterwards reports the iteration of minimum
 validation loss ("early stopping", applied retroactively). This module does exactly that for
 one network; :mod:`lthlib.engine` does the same for many fully-connected networks at once and
-must agree with it number for number.
+must agree with it number for number; both take their schedule from :mod:`lthlib.schedule`.
 
 Used in: chapter 7.3 (training) and by :mod:`lthlib.experiments` for conv networks.
 """
@@ -25,9 +25,15 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import DataLoader, Subset
 
+from .atomic import atomic_save
 from .config import TrainConfig
 from .data import TensorSplit, augment_batch, batch_indices
 from .device import default_device
+from .schedule import eval_iterations, lr_factor, make_optimizer, make_scheduler
+
+__all__ = ["HISTORY_COLUMNS", "TrainResult", "early_stop_summary", "eval_iterations",
+           "evaluate", "load_checkpoint", "lr_factor", "make_optimizer", "make_scheduler",
+           "save_checkpoint", "train"]
 
 HISTORY_COLUMNS = ["iteration", "train_loss", "train_acc", "val_loss", "val_acc",
                    "test_loss", "test_acc"]
@@ -68,40 +74,6 @@ def _net_device(net: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-# --- optimizer and schedule ----------------------------------------------------------------
-
-def lr_factor(iteration: int, cfg: TrainConfig) -> float:
-    """Multiplier on cfg.lr for update number ``iteration`` (0-based): warmup x step decay."""
-    warm = min(1.0, (iteration + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
-    drops = sum(1 for m in cfg.milestones if iteration >= m)
-    return warm * cfg.gamma ** drops
-
-
-def make_optimizer(params: Any, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The paper's optimizer: Adam for LeNet/Conv, SGD with momentum for ResNet/VGG."""
-    params = list(params)
-    if cfg.optimizer == "adam":
-        try:  # fused Adam is much faster on CPU (torch >= 2.4) and on CUDA
-            return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                    weight_decay=cfg.weight_decay, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, cfg))
-
-
-def eval_iterations(cfg: TrainConfig) -> list[int]:
-    """Iterations at which the paper evaluates: 0, every eval_every, and the last one."""
-    its = list(range(0, cfg.iterations + 1, cfg.eval_every))
-    if its[-1] != cfg.iterations:
-        its.append(cfg.iterations)
-    return its
-
-
 # --- early stopping ------------------------------------------------------------------------
 
 def early_stop_summary(history: pd.DataFrame) -> dict[str, float]:
@@ -131,10 +103,7 @@ def early_stop_summary(history: pd.DataFrame) -> dict[str, float]:
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, **extra: Any) -> Path:
     """Atomically save ``net``'s state dict (masks included) plus plain-data extras."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": net.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: torch.save({"state_dict": net.state_dict(), **extra}, tmp))
     return path
 
 
@@ -240,7 +209,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     device = default_device(device)
     net.to(device)
     run_path = Path(run_dir) if run_dir is not None else None
-    opt = make_optimizer(net.parameters(), cfg, device)
+    opt = make_optimizer(net.parameters(), cfg)
     sched = make_scheduler(opt, cfg)
     rows: list[dict[str, float]] = []
     start, best_val = 0, math.inf
@@ -253,7 +222,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
             return TrainResult(history, net, early_stop_summary(history), 0.0, ckpt)
         if ckpt["resume"].exists():
             extra = load_checkpoint(ckpt["resume"], net)
-            opt = make_optimizer(net.parameters(), cfg, device)
+            opt = make_optimizer(net.parameters(), cfg)
             opt.load_state_dict(extra["optimizer"])
             sched = make_scheduler(opt, cfg)
             sched.load_state_dict(extra["scheduler"])
@@ -300,15 +269,9 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     wall = time.perf_counter() - t0
     if run_path is not None:
         save_checkpoint(ckpt["end"], net, iteration=cfg.iterations)
-        _atomic_csv(history, run_path / "history.csv")
+        atomic_save(run_path / "history.csv", lambda tmp: history.to_csv(tmp, index=False))
         ckpt["resume"].unlink(missing_ok=True)
     return TrainResult(history, net, early_stop_summary(history), wall, ckpt)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def _progress(progress: bool | str, total: int, start: int) -> Any:

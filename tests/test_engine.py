@@ -19,6 +19,7 @@ from lthlib.config import TrainConfig
 from lthlib.data import load_tensors
 from lthlib.models import create_network
 from lthlib.prune import get_masks, plain_state, prune_network
+from lthlib.stack_eval import SPARSE_EVAL_DENSITY
 from lthlib.train import early_stop_summary, train
 
 ADAM = TrainConfig("adam", 1.2e-3, 60, 60, eval_every=20)
@@ -119,7 +120,7 @@ def test_very_sparse_members_match_train(data):
             prune_network(net, amount=0.2)
         nets.append(net)
     masks = [get_masks(n) for n in nets]
-    assert max(float(m["fc1"].mean()) for m in masks) < engine._SPARSE_EVAL_DENSITY
+    assert max(float(m["fc1"].mean()) for m in masks) < SPARSE_EVAL_DENSITY
     _check(nets, [plain_state(n) for n in nets], masks, [0, 0], data, cfg, "lenet",
            threads=1)
 
