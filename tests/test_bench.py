@@ -76,3 +76,18 @@ def test_imp_trial_against_reference_writes_its_record(tmp_path, capsys):
                 "load_avg_when_reference_ended", "cpu", "cpu_features", "torch", "git_commit",
                 "date", "threads"):
         assert key in stored
+
+
+def test_register_adds_the_bench_subcommand_with_its_handler():
+    """The one CLI (``python -m lthlib bench``) gets the same options as
+    ``python -m lthlib.bench``; the stored command names the options in one order."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="lthlib")
+    bench.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--json", "--imp-trial", "smoke", "--out", "x.json"])
+    assert args.handler is bench.handle and args.out == "x.json"
+    assert bench._command(args) == "python -m lthlib.bench --imp-trial smoke --json"
+    args = parser.parse_args(["bench", "--quick", "--population", "16"])
+    assert bench._command(args) == "python -m lthlib.bench --quick --population 16"
+    with pytest.raises(SystemExit, match="--population must be >= 1"):
+        bench.handle(parser.parse_args(["bench", "--population", "0"]))
