@@ -139,12 +139,10 @@ class DenseStack(StackedWeights):
                 h = h.relu_()
             acts.append(h)
         logp = torch.log_softmax(acts[-1], dim=2)
-        # backward of mean cross-entropy, as autograd computes it
+        # backward of mean cross-entropy, as autograd computes it: -1/B at each target
         grad = torch.zeros_like(logp)
-        if shared:
-            grad[:, torch.arange(bsz, device=x.device), y] = -1.0 / bsz
-        else:
-            grad.scatter_(2, y.unsqueeze(2), -1.0 / bsz)
+        target = y.view(1, bsz, 1).expand(k, bsz, 1) if shared else y.unsqueeze(2)
+        grad.scatter_(2, target, -1.0 / bsz)
         dh = torch._log_softmax_backward_data(grad, logp, 2, logp.dtype)
         last = len(w) - 1
         for layer in range(last, 0, -1):

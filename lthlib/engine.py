@@ -146,12 +146,13 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
                     stack.step(x, y, train.lr * lr_factor(it, train))
                     if bar is not None:
                         bar.update(stack.k)
+                states = stack.final_states()
             finally:
                 if worker is not None:
                     points.update(worker.results())
                 if isinstance(stack, ThreadedParts):
                     stack.close()
-            out += _member_results(points, stack.final_states())
+            out += _member_results(points, states)
             order += [i for g in groups for i in g]
     finally:
         torch.set_num_threads(before)

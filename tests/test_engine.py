@@ -300,3 +300,39 @@ def test_stored_results_do_not_depend_on_threads_or_overlap(tmp_path):
         texts.append({name: (trial.path / name).read_bytes()
                       for name in ("metrics.csv", "summary.csv")})
     assert texts[0] == texts[1]
+
+
+def test_threaded_parts_wait_for_queued_steps_and_report_a_failed_one():
+    """Steps on helper threads are not waited for; evaluation and final states are, and a
+    step that failed on a helper thread is raised there, in the caller's thread."""
+    from lthlib.thread_parts import ThreadedParts
+
+    class Part:
+        def __init__(self, k, fail_at=None):
+            self.k, self.n, self.fail_at = k, 0, fail_at
+
+        def step(self, x, y, lr):
+            self.n += 1
+            if self.n == self.fail_at:
+                raise RuntimeError(f"step {self.n} failed")
+
+        def evaluate(self, data):
+            return [float(self.n)] * self.k, [0.5] * self.k
+
+        def final_states(self):
+            return [{"steps": torch.tensor(self.n)}] * self.k
+
+    parts = ThreadedParts([Part(1), Part(2)], ahead=2)
+    for _ in range(9):
+        parts.step([None, None], [None, None], 0.1)
+    assert parts.k == 3 and parts.evaluate(None) == ([9.0] * 3, [0.5] * 3)
+    assert [int(s["steps"]) for s in parts.final_states()] == [9, 9, 9]
+    parts.close()
+    bad = ThreadedParts([Part(1), Part(1, fail_at=3)])
+    for _ in range(5):
+        bad.step([None, None], [None, None], 0.1)
+    with pytest.raises(RuntimeError, match="step 3 failed"):
+        bad.final_states()
+    bad.close()
+    with pytest.raises(ValueError, match="ahead must be >= 1"):
+        ThreadedParts([Part(1)], ahead=0)
