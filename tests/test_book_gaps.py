@@ -1,8 +1,8 @@
-"""The per-trial ticket-vs-re-init gaps that chapter 7.7 reports (lthlib.book)."""
+"""The per-trial ticket-vs-re-init gaps that chapter 7.7 reports (lthlib.report)."""
 import pandas as pd
 import pytest
 
-from lthlib import book
+from lthlib.report import analysis
 
 
 def _summary(rows):
@@ -25,7 +25,7 @@ def two_trials():
 
 
 def test_ticket_gaps_per_trial_and_of_the_means(two_trials):
-    gaps = book.ticket_gaps(two_trials)
+    gaps = analysis.ticket_gaps(two_trials)
     assert list(gaps.index) == [1, 2]  # the dense level has no control
     assert gaps.loc[1, 0] == pytest.approx(0.03)
     assert gaps.loc[2, 0] == pytest.approx(0.06)
@@ -38,16 +38,16 @@ def test_ticket_gaps_per_trial_and_of_the_means(two_trials):
 def test_gaps_by_trial_and_smallest_gap(two_trials):
     other = two_trials.assign(final_test_acc=lambda d: d.final_test_acc
                               + 0.05 * (d.variant == "ticket") * (d.level > 0))
-    table = book.gaps_by_trial({"a": two_trials, "b": other})
+    table = analysis.gaps_by_trial({"a": two_trials, "b": other})
     row = table.set_index("setting").loc["a"]
     assert row["trial 0 gap"] == "+4.50 pp" and row["trial 0 wins"] == "2 of 2"
     assert row["trial 1 gap"] == "+0.00 pp" and row["trial 1 wins"] == "1 of 2"
     assert "all trials gap" in table.columns
-    assert book.smallest_gap_by_trial({"a": two_trials, "b": other}) == {0: "a", 1: "a"}
+    assert analysis.smallest_gap_by_trial({"a": two_trials, "b": other}) == {0: "a", 1: "a"}
 
 
 def test_one_trial_without_seed_column_and_no_controls(two_trials):
     one = two_trials[two_trials.seed == 0].drop(columns="seed")
-    table = book.gaps_by_trial({"x": one})
+    table = analysis.gaps_by_trial({"x": one})
     assert list(table.columns) == ["setting", "trial 0 gap", "trial 0 wins"]
-    assert book.ticket_gaps(one[one.variant == "ticket"]).empty
+    assert analysis.ticket_gaps(one[one.variant == "ticket"]).empty

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lthlib import claims as C
+from lthlib.report import analysis, claims, evaluate, evidence, verdicts
+from lthlib.report.judge import Assessment, assess
 from lthlib.config import make_experiment
 from lthlib.store import RunStore
-from lthlib.verdicts import Below
+from lthlib.report.verdicts import Below
 
 LEVEL_PMS = (1.0, .8, .64, .513, .41, .328, .262, .211, .168, .135, .107, .086, .07, .055,
              .044, .036, .029, .023, .019)
@@ -72,8 +73,8 @@ def metrics_rows(summary: pd.DataFrame, step: int = 250, last: int = 10_000) -> 
 
 
 def judge(claim_id: str, summaries: dict, metrics: dict | None = None,
-          dataset: str = "mnist") -> C.Assessment:
-    return C.assess(C.get_claim(claim_id), C.Evidence(summaries, metrics or {}, dataset))
+          dataset: str = "mnist") -> Assessment:
+    return assess(claims.get_claim(claim_id), evidence.Evidence(summaries, metrics or {}, dataset))
 
 
 def check(claim_id: str, summaries: dict, metrics: dict | None = None,
@@ -88,16 +89,16 @@ def imp():
 
 
 def test_ledger_definitions_are_complete():
-    ids = [c.id for c in C.CLAIMS]
+    ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids))
-    assert {c.figure for c in C.CLAIMS} == {"1", "3", "4a", "4b", "12", "4c", "8"}
-    for c in C.CLAIMS:
-        assert c.criterion() and c.group in C.GROUPS
+    assert {c.figure for c in claims.CLAIMS} == {"1", "3", "4a", "4b", "12", "4c", "8"}
+    for c in claims.CLAIMS:
+        assert c.criterion() and c.group in claims.GROUPS
         assert all(len(n) in (2, 3) for n in c.needs)
-    table = C.claims_table()
+    table = claims.claims_table()
     assert list(table["claim"]) == ids and table["verdict rule"].str.len().min() > 0
     with pytest.raises(ValueError, match="fig4a-early-stop-38pct-earlier"):
-        C.get_claim("no-such-claim")
+        claims.get_claim("no-such-claim")
 
 
 def test_fig4a_crafted_match_is_reproduced(imp):
@@ -192,9 +193,9 @@ def test_missing_level_or_experiment_is_not_run(imp):
 
 def test_nearest_level_tolerance():
     levels = pd.Series([1.0, .513, .211, .07], index=[0, 3, 7, 12])
-    assert C.nearest_level(levels, .2) == 7 and C.nearest_level(levels, .5) == 3
-    assert C.nearest_level(levels, .135) is None
-    assert C.nearest_level(pd.Series(dtype=float), .5) is None
+    assert analysis.nearest_level(levels, .2) == 7 and analysis.nearest_level(levels, .5) == 3
+    assert analysis.nearest_level(levels, .135) is None
+    assert analysis.nearest_level(pd.Series(dtype=float), .5) is None
 
 
 def test_fig3_curves(imp):
@@ -342,17 +343,17 @@ def fake_store(tmp_path_factory, imp):
 
 
 def test_evaluate_claims_end_to_end(fake_store, tmp_path, imp):
-    df = C.evaluate_claims(fake_store, datasets=("mnist", "cifar10"))
-    assert tuple(df.columns) == C.CSV_COLUMNS
-    assert len(df) == 2 * len(C.CLAIMS)
-    assert set(df["verdict"]) <= set(C.VERDICTS)
+    df = evaluate.evaluate_claims(fake_store, datasets=("mnist", "cifar10"))
+    assert tuple(df.columns) == claims.CSV_COLUMNS
+    assert len(df) == 2 * len(claims.CLAIMS)
+    assert set(df["verdict"]) <= set(verdicts.VERDICTS)
     row = df[(df.claim == "fig4a-early-stop-38pct-earlier") & (df.dataset == "mnist")].iloc[0]
     # quick is the largest profile stored, with one trial: a number but no interval
     assert row.profile == "quick" and row.trials == 1 and row.verdict == "inconclusive"
     assert row.ours == pytest.approx(0.38, abs=0.01) and pd.isna(row.ci_low)
     assert row.evidence == "indicative" and "0.38 ± 0.1" in row.rule
     assert row.levels == imp["level"].nunique()  # the run's sparsity levels, dense included
-    smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
+    smoke = evaluate.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
     row = smoke[smoke.claim == "fig4a-early-stop-38pct-earlier"].iloc[0]
     assert row.profile == "smoke" and row.trials == 2 and row.verdict == "reproduced"
     assert row.ci_low <= row.ours <= row.ci_high and row.evidence == "indicative"
@@ -362,46 +363,47 @@ def test_evaluate_claims_end_to_end(fake_store, tmp_path, imp):
     assert (missing.profile == "").all() and missing.levels.isna().all()
     assert missing.ci_low.isna().all() and (missing.evidence == "").all()
     assert (df.rule.str.len() > 0).all()
-    counts = C.ledger_summary(df)
-    assert list(counts.columns) == [*C.VERDICTS[:-1], "counted", "indicative", "not run"]
-    assert counts.loc["cifar10", "not run"] == len(C.CLAIMS)
+    counts = evaluate.ledger_summary(df)
+    assert list(counts.columns) == [*verdicts.VERDICTS[:-1], "counted", "indicative", "not run"]
+    assert counts.loc["cifar10", "not run"] == len(claims.CLAIMS)
     assert (counts["counted"] == 0).all()  # no paper-profile result: nothing counts
     ran = (df.dataset == "mnist") & (df.verdict != "not run")
     assert counts.loc["mnist", "indicative"] == ran.sum() > 0
-    assert (counts[["counted", "indicative", "not run"]].sum(axis=1) == len(C.CLAIMS)).all()
+    assert (counts[["counted", "indicative", "not run"]].sum(axis=1) == len(claims.CLAIMS)).all()
 
 
 def test_totals_count_paper_and_named_testing_profiles(fake_store, monkeypatch):
     """Smoke results are indicative, until the figure names smoke as able to test its claims
     (what a converged CPU profile for Figure 8 will do): then they count."""
-    smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
-    counts = C.ledger_summary(smoke)
+    smoke = evaluate.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
+    counts = evaluate.ledger_summary(smoke)
     assert counts.loc["mnist", "counted"] == 0 and counts.loc["mnist", "indicative"] > 0
-    monkeypatch.setattr(C, "TESTING_PROFILES", MappingProxyType({"4a": ("smoke",)}))
-    smoke = C.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
+    monkeypatch.setattr(claims, "TESTING_PROFILES", MappingProxyType({"4a": ("smoke",)}))
+    smoke = evaluate.evaluate_claims(fake_store, datasets=("mnist",), profile="smoke")
     fig4a = smoke[smoke.claim.str.startswith("fig4a-")]
     assert (fig4a.evidence == "counted").all()
     assert (smoke[smoke.claim.str.startswith("fig3-") & (smoke.verdict != "not run")]
             .evidence == "indicative").all()
-    assert C.ledger_summary(smoke).loc["mnist", "counted"] == len(fig4a)
+    assert evaluate.ledger_summary(smoke).loc["mnist", "counted"] == len(fig4a)
 
 
 def test_write_claims_csv(fake_store, tmp_path):
-    path = C.write_claims_csv(fake_store, datasets=("mnist",))
+    path = evaluate.write_claims_csv(fake_store, datasets=("mnist",))
     assert path == fake_store / "claims.csv"
     lines = path.read_text().splitlines()
-    assert lines[0] == ",".join(C.CSV_COLUMNS)
+    assert lines[0] == ",".join(claims.CSV_COLUMNS)
     back = pd.read_csv(path, keep_default_na=False)
-    assert set(back["verdict"]) <= set(C.VERDICTS) and len(back) == len(C.CLAIMS)
-    other = C.write_claims_csv(fake_store, tmp_path / "x" / "ledger.csv", datasets=("mnist",))
+    assert set(back["verdict"]) <= set(verdicts.VERDICTS) and len(back) == len(claims.CLAIMS)
+    other = evaluate.write_claims_csv(fake_store, tmp_path / "x" / "ledger.csv",
+                                      datasets=("mnist",))
     assert other.read_text() == path.read_text()  # seeded: the same store, the same ledger
 
 
 def test_empty_store_is_all_not_run(tmp_path):
-    df = C.evaluate_claims(tmp_path / "nothing", datasets=("fashionmnist",))
-    assert (df.verdict == "not run").all() and len(df) == len(C.CLAIMS)
+    df = evaluate.evaluate_claims(tmp_path / "nothing", datasets=("fashionmnist",))
+    assert (df.verdict == "not run").all() and len(df) == len(claims.CLAIMS)
     with pytest.raises(ValueError, match="mnist"):
-        C.evaluate_claims(tmp_path, datasets=("svhn",))
+        evaluate.evaluate_claims(tmp_path, datasets=("svhn",))
 
 
 def test_range_claims_need_the_depth_they_speak_about():
@@ -413,7 +415,7 @@ def test_range_claims_need_the_depth_they_speak_about():
     assert check("fig8-warmup-winning-to-11.8pct", deep)[1] == "reproduced"
     ours, verdict = check("fig8-warmup-winning-to-11.8pct", shallow)
     assert ours == pytest.approx(2.0) and verdict == "partly"
-    claim = C.get_claim("fig8-warmup-winning-to-11.8pct")
+    claim = claims.get_claim("fig8-warmup-winning-to-11.8pct")
     assert "stop short of Pm 11.8%" in claim.criterion()
     upto7 = {k: v[v.level <= 7] for k, v in deep.items()}  # Pm 21.2%: within one round of 27.1%
     assert check("fig8-warmup-matches-dense-lr0.1",
@@ -425,29 +427,29 @@ def test_a_claim_measured_trial_by_trial():
     """``per_trial``: a number computed on each trial's rows, averaged with the bootstrap's
     weights (how claims about other quantities plug into the ledger)."""
     five = summary_rows(seeds=range(5))
-    deepest = C.per_trial(C.IMP, lambda rows: 100 * rows["pm"].min())
-    c = C.claim("test-deepest", "4a", "Deepest Pm (%).", "< 2%", (C.IMP,), deepest,
+    deepest = evidence.per_trial(evidence.IMP, lambda rows: 100 * rows["pm"].min())
+    c = claims.claim("test-deepest", "4a", "Deepest Pm (%).", "< 2%", (evidence.IMP,), deepest,
                 Below(2.0, "%"), group="beyond the paper")
-    a = C.assess(c, C.Evidence({"imp/lenet": five}))
+    a = assess(c, evidence.Evidence({"imp/lenet": five}))
     assert a.ours == pytest.approx(1.9) and a.verdict == "reproduced" and a.ci.n == 5
     with pytest.raises(ValueError, match="beyond the paper"):
-        C.claim("x", "4a", "x", "x", (C.IMP,), deepest, Below(2.0), group="elsewhere")
+        claims.claim("x", "4a", "x", "x", (evidence.IMP,), deepest, Below(2.0), group="elsewhere")
 
 
 def test_claim_evidence_shows_the_trials_behind_a_verdict(fake_store, imp):
-    ev, prof = C.claim_evidence("fig4a-ticket-2.51x-faster-than-reinit", "mnist", fake_store,
+    ev, prof = evaluate.claim_evidence("fig4a-ticket-2.51x-faster-than-reinit", "mnist", fake_store,
                                 profile="smoke")
     assert prof == "smoke"
-    trials = C.trial_values(ev, C.IMP, C.ES, 0.211)
+    trials = evidence.trial_values(ev, evidence.IMP, evidence.ES, 0.211)
     assert list(trials.index) == [0, 1] and list(trials.columns) == ["ticket", "reinit"]
-    a = C.assess(C.get_claim("fig4a-ticket-2.51x-faster-than-reinit"), ev)
+    a = assess(claims.get_claim("fig4a-ticket-2.51x-faster-than-reinit"), ev)
     assert a.ours == pytest.approx(trials.reinit.mean() / trials.ticket.mean())
-    assert C.claim_evidence("fig8-lr0.1-dense-90.5pct", "mnist", fake_store) == (None, "")
+    assert evaluate.claim_evidence("fig8-lr0.1-dense-90.5pct", "mnist", fake_store) == (None, "")
 
 
 def test_a_rule_that_does_not_fit_the_measurement_is_named():
     five = summary_rows(seeds=range(5))
-    per_level = C.gaps_by_level(C.IMP, C.ES_ACC, 1.0, 0.0, "dense")
-    wrong = C.claim("test-wrong", "4a", "x", "x", (C.IMP,), per_level, Below(0.0))
+    per_level = evidence.gaps_by_level(evidence.IMP, evidence.ES_ACC, 1.0, 0.0, "dense")
+    wrong = claims.claim("test-wrong", "4a", "x", "x", (evidence.IMP,), per_level, Below(0.0))
     with pytest.raises(TypeError, match="test-wrong.*EveryLevel"):
-        C.assess(wrong, C.Evidence({"imp/lenet": five}))
+        assess(wrong, evidence.Evidence({"imp/lenet": five}))

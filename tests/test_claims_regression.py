@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lthlib import claims as C
+from lthlib.report import claims, evaluate
 
 PINNED: dict[tuple[str, str], str] = {
     # mnist
@@ -69,7 +69,7 @@ PINNED: dict[tuple[str, str], str] = {
 
 @pytest.fixture(scope="module")
 def ledger() -> pd.DataFrame:
-    return C.evaluate_claims(datasets=("mnist", "fashionmnist", "cifar10"))
+    return evaluate.evaluate_claims(datasets=("mnist", "fashionmnist", "cifar10"))
 
 
 def test_paper_profile_verdicts_are_pinned(ledger: pd.DataFrame) -> None:
@@ -94,7 +94,7 @@ def test_every_measured_claim_has_an_interval_and_a_rule(ledger: pd.DataFrame) -
     # one trial gives no interval, and then no verdict either way
     assert (measured[measured.trials < 2].verdict == "inconclusive").all()
     # only the paper profile, or one a figure names as able to test its claims, counts
-    expected = [C.get_claim(r.claim).counted(r.profile) for r in measured.itertuples()]
+    expected = [claims.get_claim(r.claim).counted(r.profile) for r in measured.itertuples()]
     assert (measured.evidence == "counted").tolist() == expected
     assert (measured[measured.profile != "paper"].evidence == "indicative").all() or \
-        C.TESTING_PROFILES
+        claims.TESTING_PROFILES

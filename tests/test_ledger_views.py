@@ -1,4 +1,4 @@
-"""The book's views of the claims ledger (lthlib.book): the interval next to each verdict,
+"""The book's views of the claims ledger (lthlib.report): the interval next to each verdict,
 indicative verdicts marked, and the worked 2.51x example built from the stored trials."""
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lthlib import book
-from lthlib import claims as C
+from lthlib.report import claims, evaluate, evidence, judge, ledger_views
 from lthlib.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,43 +28,43 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ledger(store: Path) -> pd.DataFrame:
-    return book.ledger(store, ["mnist"], figures=("4a",))
+    return evaluate.ledger(store, ["mnist"], figures=("4a",))
 
 
 def test_verdict_table_and_list_show_the_interval_and_rule(ledger: pd.DataFrame) -> None:
-    table = book.verdict_table(ledger)
+    table = ledger_views.verdict_table(ledger)
     assert "95% CI" in table.columns
     row = table[table.claim == CLAIM].iloc[0]
     assert row["95% CI"].startswith("[") and row.verdict.endswith("(indicative)")
-    text = book.verdict_list(ledger)
+    text = ledger_views.verdict_list(ledger)
     assert "95% CI [" in text and "Rule: 95% CI within a factor 1.25 of 2.51x" in text
     assert "paired bootstrap over 3 trials" in text and "Indicative only" in text
-    assert book.ledger_number(-2160.0) == "-2,160" and book.ledger_number(0.3239) == "0.324"
-    assert book.ledger_interval(None, 1.0) == "-"
+    assert ledger_views.ledger_number(-2160.0) == "-2,160" and ledger_views.ledger_number(0.3239) == "0.324"
+    assert ledger_views.ledger_interval(None, 1.0) == "-"
 
 
 def test_evidence_note_counts_indicative_verdicts(ledger: pd.DataFrame) -> None:
-    note = book.evidence_note(ledger)
+    note = ledger_views.evidence_note(ledger)
     n = int((ledger.evidence == "indicative").sum())
     assert n > 0 and f"{n} from the `smoke` profile (Figure 4a)" in note
     assert "no chapter names another profile" in note
 
 
 def test_ratio_example_is_worked_from_the_trials(ledger: pd.DataFrame, store: Path) -> None:
-    text = book.ratio_example(ledger, store)
-    ev, _ = C.claim_evidence(CLAIM, "mnist", store, "smoke")
-    trials = C.trial_values(ev, C.IMP, C.ES, 0.211)
-    a = C.assess(C.get_claim(CLAIM), ev)
+    text = ledger_views.ratio_example(ledger, store)
+    ev, _ = evaluate.claim_evidence(CLAIM, "mnist", store, "smoke")
+    trials = evidence.trial_values(ev, evidence.IMP, evidence.ES, 0.211)
+    a = judge.assess(claims.get_claim(CLAIM), ev)
     assert f"{trials.ticket.mean():,.0f}" in text and f"**{a.ours:.2f}x**" in text
     assert f"{a.ci.low:.2f}x to {a.ci.high:.2f}x" in text and "2.01x to 3.14x" in text
     assert "(10 distinct draws, each weighted by its probability)" in text  # 3 trials
     assert f"**{a.verdict}**" in text
     empty = ledger.assign(verdict="not run")
-    assert "do not reach this claim" in book.ratio_example(empty, store)
+    assert "do not reach this claim" in ledger_views.ratio_example(empty, store)
 
 
 def test_ratio_example_with_one_trial_says_there_is_no_interval(tmp_path: Path) -> None:
     fake_trial(RunStore(tmp_path), "smoke", 0, summary_rows(seeds=(0,)))
-    df = book.ledger(tmp_path, ["mnist"], figures=("4a",))
-    text = book.ratio_example(df, tmp_path)
+    df = evaluate.ledger(tmp_path, ["mnist"], figures=("4a",))
+    text = ledger_views.ratio_example(df, tmp_path)
     assert "nothing to redraw" in text and "**inconclusive**" in text

@@ -1,7 +1,8 @@
 """The book's chapters run: every notebook executes through papermill at the smoke profile into
 a temporary store, and the committed notebooks re-execute to their stored outputs (nbval).
 
-Also checks lthlib.book's profile resolution, which decides what every chapter shows.
+Also checks the report's profile resolution (lthlib.report.chapters), which decides what
+every chapter shows, and the paragraphs a chapter's Context writes.
 """
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lthlib import book
+from lthlib.paths import repo_root
+from lthlib.report import build, chapters, context, overview
+from lthlib.report import text as report_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = repo_root(Path(__file__).parent)
 # Execution order: the introduction last, so its ledger sees the other chapters' results.
-# ResNet-18 training dominates: its chapter is the one slow case (minutes on 2 CPU cores).
-ORDER = [pytest.param(p.stem, marks=pytest.mark.slow) if p.stem == "07_global_pruning"
-         else p.stem for p in book.execution_order()]
+# ResNet-18 training would dominate (over 20 minutes on 2 CPU cores even at the smoke
+# profile), so chapter 7.7 executes read-only against the committed runs/ instead
+# (test_figure8_chapter_executes_read_only); the other chapters train at the smoke profile.
+READ_ONLY = ("07_global_pruning",)
+ORDER = [p.stem for p in build.execution_order(REPO) if p.stem not in READ_ONLY]
 # Chapter parameters for the smoke run (besides profile, trials, runs_dir).
 SMOKE_EXTRA = {"03_training": {"rerun_iterations": 30},
-               "07_global_pruning": {"rounds": 1},
                "appendix_fashion_mlp": {"demo_iterations": 100},
                "08_examining_tickets": {"trials": 2, "lmc_points": 5}}
 
@@ -46,50 +50,70 @@ def _errors(path: Path) -> list[str]:
 
 
 def test_every_toc_chapter_is_known() -> None:
-    assert [f"book/{c.name}" for c in book.CHAPTERS] == book.toc_chapters()
-    for chapter in book.CHAPTERS:
-        nb = nbformat.read(book.chapter_path(chapter), as_version=4)
+    assert [f"book/{c.name}" for c in chapters.CHAPTERS] == build.toc_chapters(REPO)
+    for chapter in chapters.CHAPTERS:
+        nb = nbformat.read(chapters.chapter_path(chapter, REPO / "book"), as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), chapter.name
         assert "import lthlib as lth" in code[1].source, chapter.name
 
 
 def test_resolve_profile_empty_store(tmp_path: Path) -> None:
-    needs = book.get_chapter("06_iterative_pruning").needs
-    assert book.resolve_profile(needs, tmp_path) == "quick"
-    assert book.resolve_profile(needs, tmp_path, "paper") == "paper"
-    assert book.resolve_trials(needs, "mnist", "quick", 0, tmp_path) == 1
+    needs = chapters.get_chapter("06_iterative_pruning").needs
+    assert chapters.resolve_profile(needs, tmp_path) == "quick"
+    assert chapters.resolve_profile(needs, tmp_path, "paper") == "paper"
+    assert chapters.resolve_trials(needs, "mnist", "quick", 0, tmp_path) == 1
     with pytest.raises(ValueError, match="allowed"):
-        book.resolve_profile(needs, tmp_path, "huge")
+        chapters.resolve_profile(needs, tmp_path, "huge")
     with pytest.raises(FileNotFoundError, match="computing is off"):
-        book.prepare("06_iterative_pruning", runs_dir=tmp_path, compute=False)
+        context.prepare("06_iterative_pruning", runs_dir=tmp_path, compute=False)
 
 
 @pytest.mark.parametrize("name", ORDER)
 def test_chapter_executes_at_smoke(name: str, smoke_runs: Path, tmp_path: Path) -> None:
     params = {"profile": "smoke", "trials": 1, "runs_dir": str(smoke_runs), "device": "cpu",
               **SMOKE_EXTRA.get(name, {})}
-    out = book.execute_chapter(book.chapter_path(name), tmp_path / f"{name}.ipynb", params,
-                               log_output=False)
+    out = build.execute_chapter(chapters.chapter_path(name, REPO / "book"),
+                                tmp_path / f"{name}.ipynb", params, log_output=False)
     assert not _errors(out)
     if name != "intro":  # every other chapter draws figures: they must be PNGs, not reprs
         assert _images(out) > 0, f"{name}: no figure was stored as an image"
-    chapter = book.get_chapter(name)
+    chapter = chapters.get_chapter(name)
     if chapter.needs:  # what the chapter computed is now in the store, found by "auto"
         rounds = SMOKE_EXTRA.get(name, {}).get("rounds")
-        assert "smoke" in book.complete_profiles(chapter.needs, chapter.datasets[0],
+        assert "smoke" in chapters.complete_profiles(chapter.needs, chapter.datasets[0],
                                                  smoke_runs, rounds)
     if name == "intro":
         assert (smoke_runs / "claims.csv").exists()
 
 
+def test_figure8_chapter_executes_read_only(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chapter 7.7 through papermill with computing off, on the ResNet-18 results committed
+    in runs/: every cell runs (reading, figure, tables, ledger, discussion), its figure is a
+    PNG, and nothing was missing, so nothing would have been trained."""
+    name = READ_ONLY[0]
+    if not _committed_results_present(name):
+        pytest.skip(f"runs/ holds no results for {name}; `make book` computes and commits them")
+    monkeypatch.setenv("LTH_BOOK_COMPUTE", "0")
+    out = build.execute_chapter(chapters.chapter_path(name, REPO / "book"),
+                                tmp_path / f"{name}.ipynb",
+                                {"runs_dir": str(REPO / "runs"), "device": "cpu"},
+                                log_output=False)
+    assert not _errors(out)
+    assert _images(out) > 0, f"{name}: no figure was stored as an image"
+    chapter = chapters.get_chapter(name)
+    assert chapters.complete_profiles(chapter.needs, chapter.datasets[0], REPO / "runs",
+                                      chapter.rounds)
+
+
 def _committed_results_present(name: str) -> bool:
-    chapter = book.get_chapter(name)
-    return not chapter.needs or bool(book.complete_profiles(chapter.needs, chapter.datasets[0],
+    chapter = chapters.get_chapter(name)
+    return not chapter.needs or bool(chapters.complete_profiles(chapter.needs, chapter.datasets[0],
                                                                rounds=chapter.rounds))
 
 
-@pytest.mark.parametrize("name", [c.name for c in book.CHAPTERS])
+@pytest.mark.parametrize("name", [c.name for c in chapters.CHAPTERS])
 def test_committed_notebook_reproduces(name: str) -> None:
     """nbval --nbval-lax: cells marked NBVAL_CHECK_OUTPUT must give their stored output again
     when re-executed against the committed runs/ (reading only: LTH_BOOK_COMPUTE=0)."""
@@ -99,7 +123,7 @@ def test_committed_notebook_reproduces(name: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-current-env", "--nbval-cell-timeout", "600",
-         str(book.chapter_path(name))],
+         str(chapters.chapter_path(name, REPO / "book"))],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
@@ -110,7 +134,7 @@ def test_coverage_uses_the_chapter_rounds(tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(REPO / "runs" / "global-imp", tmp_path / "global-imp")
-    table = book.coverage_table(tmp_path)
+    table = overview.coverage_table(tmp_path)
     row = table[table.chapter.str.startswith("7.7") & (table.dataset == "FashionMNIST")]
     assert row["profile shown"].tolist() == ["mini"]
     assert "10 pruning rounds" in row.status.iloc[0]
@@ -123,26 +147,27 @@ def test_deviations_state_trials_and_controls_from_the_configs(tmp_path: Path) -
 
     from lthlib.config import make_experiment
 
-    chapter = book.get_chapter("05_figure1")
+    chapter = chapters.get_chapter("05_figure1")
     results = {e: SimpleNamespace(config=make_experiment(e, "lenet", "mnist", "smoke", 2),
                                   trials=[]) for e in ("imp", "oneshot")}
-    text = book.Context(chapter, "mnist", "smoke", 2, tmp_path, results).deviations(["Own."])
+    text = context.Context(chapter, "mnist", "smoke", 2, tmp_path, results).deviations(["Own."])
     reinits = results["imp"].config.reinits
-    assert f"2 trial(s) per point instead of the paper's {book.PAPER_TRIALS}" in text
+    assert f"2 trial(s) per point instead of the paper's {report_text.PAPER_TRIALS}" in text
     assert (f"{reinits} re-initialisation(s) per trial and level instead of the paper's "
-            f"{book.PAPER_REINITS}") in text
-    assert f"instead of the paper's {book.PAPER_RANDOM_TRIALS}." in text
+            f"{report_text.PAPER_REINITS}") in text
+    assert f"instead of the paper's {report_text.PAPER_RANDOM_TRIALS}." in text
     assert "\n- Own." in text
-    full = {e: SimpleNamespace(config=replace(r.config, reinits=book.PAPER_REINITS), trials=[])
+    full = {e: SimpleNamespace(config=replace(r.config, reinits=report_text.PAPER_REINITS),
+                               trials=[])
             for e, r in results.items()}
-    paper = book.Context(chapter, "mnist", "paper", book.PAPER_TRIALS, tmp_path, full)
+    paper = context.Context(chapter, "mnist", "paper", report_text.PAPER_TRIALS, tmp_path, full)
     assert "re-initialisation(s)" not in paper.deviations()
     assert "trial(s) per point" not in paper.deviations()
 
 
 def test_partial_wall_times_are_shown_as_lower_bounds() -> None:
-    assert book.format_wall_time(7200, [{"wall_time_s": 7200}]) == "2.0 h"
-    text = book.format_wall_time(7200, [{"wall_time_s": 7200, "wall_time_complete": False}])
+    assert report_text.format_wall_time(7200, [{"wall_time_s": 7200}]) == "2.0 h"
+    text = report_text.format_wall_time(7200, [{"wall_time_s": 7200, "wall_time_complete": False}])
     assert text.startswith("at least 2.0 h")
 
 
@@ -161,7 +186,7 @@ def test_overview_separates_runs_with_different_levels(tmp_path: Path) -> None:
             "dataset": "fashionmnist", "profile": "mini", "lr_setting": "lr0.01", "seed": 0,
             "levels": levels, "wall_time_s": 60.0 * levels,
             "hardware": {"device": "cpu", "cpu": "AMD EPYC", "cores": 2}, **reused}))
-    table = book.runs_overview(tmp_path)
+    table = overview.runs_overview(tmp_path)
     assert table.levels.tolist() == [3, 8, 11]
     assert table.trials.tolist() == [1, 1, 1]
     assert table["training time"].tolist() == [
@@ -173,11 +198,11 @@ def test_describe_names_reused_trials(tmp_path: Path) -> None:
 
     from lthlib.config import make_experiment
 
-    chapter = book.get_chapter("07_global_pruning")
+    chapter = chapters.get_chapter("07_global_pruning")
     cfg = make_experiment("global-imp", "resnet18", "mnist", "smoke", 1, lr_setting="lr0.1")
     trial = SimpleNamespace(record={"reused_from": {"rounds": 7, "networks": 15}})
     results = {"global-imp/lr0.1": SimpleNamespace(config=cfg, trials=[trial])}
-    ctx = book.Context(chapter, "mnist", "smoke", 1, tmp_path, results)
+    ctx = context.Context(chapter, "mnist", "smoke", 1, tmp_path, results)
     assert "1 of the shown trials extends an earlier finished trial (with 7 rounds): its 15 " \
            "networks were reused" in ctx.reuse_text()
     results["global-imp/lr0.1"].trials = [SimpleNamespace(record={})]

@@ -93,7 +93,7 @@ def test_only_pure_extensions_count():
 def test_book_reads_replicated_controls_beside_the_default_run(tmp_path):
     """The chapters' extension table reads the 3-re-init trial, never the default one, and its
     "re-init 1" column is exactly what the one-re-init run measured."""
-    from lthlib import book
+    from lthlib import report as book
 
     store = tmp_path / "runs"
     one = run_experiment(smoke("imp", rounds=2), store, device="cpu", progress=False).trials[0]

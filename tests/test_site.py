@@ -7,27 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from lthlib import book
+from lthlib.report import build, site as site_check
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    return book.build_html(output=out, check=False)
+    return build.build_html(output=out, check=False)
 
 
 def test_site_builds_and_passes_checks(site: Path) -> None:
     assert (site / "index.html").exists()
-    assert book.check_site(site) == []
+    assert site_check.check_site(site) == []
     intro = (site / "book" / "intro.html").read_text()
     assert "claims ledger" in intro.lower()
     figure_page = (site / "book" / "06_iterative_pruning.html").read_text()
     assert "<img" in figure_page
 
 
-@pytest.mark.skipif(book.find_chromium() is None, reason="Chromium is not installed")
+@pytest.mark.skipif(site_check.find_chromium() is None, reason="Chromium is not installed")
 def test_screenshot_of_intro(site: Path, tmp_path: Path) -> None:
-    png = book.screenshot(site / "book" / "intro.html", tmp_path / "intro.png", height=900)
+    png = site_check.screenshot(site / "book" / "intro.html", tmp_path / "intro.png", height=900)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
 
@@ -41,7 +41,7 @@ def test_check_site_reports_problems(tmp_path: Path) -> None:
         '<a href="book/intro.html#nowhere">bad anchor</a> <a href="https://example.org">ext</a>')
     (tmp_path / "book" / "intro.html").write_text(
         '<h1 id="ok">x</h1><img src="../_images/missing.png"><a href="#ok">self</a>')
-    problems = book.check_site(tmp_path)
+    problems = site_check.check_site(tmp_path)
     assert any("broken link book/gone.html" in p for p in problems)
     assert any("image ../_images/missing.png" in p for p in problems)
     assert any("missing anchor" in p for p in problems)

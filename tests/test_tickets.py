@@ -161,7 +161,7 @@ def test_tables_on_stored_trials(smoke_store):
 def test_figures_draw(smoke_store):
     import matplotlib
     matplotlib.use("Agg")
-    from lthlib import ticket_plots
+    from lthlib.report import ticket_plots
     _, trs = smoke_store
     for fig in (ticket_plots.connectivity_figure(trs, [1, 2]),
                 ticket_plots.survivor_histograms(trs[0], [1, 2]),
@@ -185,7 +185,7 @@ def test_run_lmc_stores_and_reads_back(smoke_store):
     assert lmc.run_lmc(tr, [0, 2], points=5, runs_dir=tmp_path) == out  # read back, not rerun
     import matplotlib
     matplotlib.use("Agg")
-    from lthlib import ticket_plots
+    from lthlib.report import ticket_plots
     assert ticket_plots.instability_figure(summary, paths).axes
     _, again, _ = lmc.ensure_lmc(trs[:1], [0, 2], 5, tmp_path, compute=False)
     assert again.drop(columns="seed").equals(summary.drop(columns="seed"))
@@ -228,8 +228,8 @@ def _lmc_summary(seeds, dense_inst, ticket_inst, ticket_err):
 
 
 def test_lmc_claims_judge_known_summaries():
-    from lthlib.claims import assess
-    from lthlib.evidence import Evidence, need_key
+    from lthlib.report.judge import assess
+    from lthlib.report.evidence import Evidence, need_key
     stable_at_init, matching_stable = lmc.lmc_claims()
     # the last ticket no longer matches (error 3 pp above dense): its instability is ignored
     s = _lmc_summary([3, 4, 5], 0.001, [0.002, 0.001, 0.04], [0.018, 0.021, 0.05])
@@ -246,7 +246,7 @@ def test_lmc_claims_judge_known_summaries():
 
 
 def test_lmc_ledger_rows_have_the_ledger_columns(smoke_store):
-    from lthlib.claims import CSV_COLUMNS
+    from lthlib.report.claims import CSV_COLUMNS
     root, trs = smoke_store
     lmc.ensure_lmc(trs, [0, 1, 2], 5, root)
     df = lmc.evaluate_lmc_claims(root, ("mnist",))

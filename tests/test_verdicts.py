@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lthlib import verdicts as V
+from lthlib.report import verdicts as V
 
 
 def mean_of(trials) -> V.Interval:

@@ -6,8 +6,8 @@ network of that level (trials x re-initialisations) with min/max error bars, as 
 Winning tickets are solid lines, controls (re-initialised, random sparse) dashed, and each
 method/variant keeps one colour across chapters (:data:`COLORS`).
 
-Every function takes DataFrames from :mod:`lthlib.experiments` (``ExperimentResult.summary``
-or ``.metrics()``; the result object itself is accepted too) and returns matplotlib objects;
+Every function takes DataFrames from the store (``ExperimentResult.summary`` or
+``.metrics()``; the result object itself is accepted too) and returns matplotlib objects;
 nothing calls ``plt.show``, so the module works under the Agg backend.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from .claims import PM_REL_TOL, nearest_level
+from ..atomic import atomic_save
+from .analysis import FIGURE3_PM, PM_REL_TOL, aggregate, nearest_level
 
 # Pm (percent) values the paper labels on its LeNet axes: preferred ticks when present.
 PAPER_TICKS = (100.0, 51.3, 21.1, 7.0, 3.6, 1.9)
@@ -77,13 +78,11 @@ def style() -> Iterator[None]:
 
 
 def savefig(fig: Figure, path: str | os.PathLike, dpi: int = 150, **kwargs: Any) -> Path:
-    """Save ``fig`` atomically (temporary file, then rename); format from the suffix."""
+    """Save ``fig`` atomically (a reader never sees half a file); format from the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".") or "png"
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
-    fig.savefig(tmp, format=fmt, dpi=dpi, **kwargs)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, **kwargs),
+                suffix=f".{fmt}")
     return path
 
 
@@ -103,18 +102,6 @@ def _method(name: str) -> str:
     if key not in _METHOD_ALIASES:
         raise ValueError(f"unknown method {name!r}; allowed: {', '.join(_METHOD_ALIASES)}")
     return _METHOD_ALIASES[key]
-
-
-def aggregate(summary: pd.DataFrame, metric: str,
-              by: Sequence[str] = ("variant", "level")) -> pd.DataFrame:
-    """Per group: pm (mean), mean, min, max and n of ``metric``, sorted by Pm descending."""
-    if metric not in summary:
-        raise ValueError(f"unknown metric {metric!r}; allowed: "
-                         f"{', '.join(c for c in summary.columns if c not in by)}")
-    out = summary.groupby(list(by), sort=True).agg(
-        pm=("pm", "mean"), mean=(metric, "mean"), min=(metric, "min"), max=(metric, "max"),
-        n=(metric, "count")).reset_index()
-    return out.sort_values("pm", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _with_dense(summary: pd.DataFrame, variant: str) -> pd.DataFrame:
@@ -252,31 +239,19 @@ def figure_4c(oneshot: Any, title: str | None = None) -> Figure:
                         ("ticket", "reinit"), log=False, title=title)
 
 
-def figure_1(summary: Any, random_summary: Any = None, method: str = "oneshot",
-             title: str | None = None) -> Figure:
-    """Figure 1: early-stop iteration and test accuracy at early stop of tickets (solid)
-    against randomly sampled sparse networks (dashed). Random networks come from
-    ``random_summary`` when given, else from the ``random`` rows of ``summary``."""
-    summary, random_summary = _summary(summary), _summary(random_summary)
-    tickets = summary[summary["variant"] == "ticket"] if summary is not None else None
-    randoms = summary[summary["variant"] == "random"] if summary is not None else None
-    if random_summary is not None:
-        randoms = random_summary[random_summary["variant"] == "random"]
-    if randoms is not None and tickets is not None:
-        dense = tickets[tickets["level"] == 0]
-        randoms = pd.concat([dense, randoms], ignore_index=True)  # random curve from 100%
-    metrics = ("early_stop_iteration", "early_stop_test_acc")
+def figure_1(oneshot: Any, imp: Any = None, title: str | None = None) -> Figure:
+    """Figure 1: early-stop iteration and test accuracy at early stop of one-shot tickets,
+    iterative tickets (when ``imp`` is given, for comparison) and the one-shot run's randomly
+    sampled sparse networks (dashed)."""
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.6))
-        for ax, metric in zip(axes, metrics):
-            if tickets is not None and not tickets.empty:
-                plot_vs_pm(ax, tickets, metric, ("ticket",),
-                           f"{METHOD_LABELS[_method(method)]} ", method=method)
-            if randoms is not None and (randoms["variant"] == "random").any():
-                plot_vs_pm(ax, randoms, metric, ("random",), "", method="random")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.7))
+        for ax, metric in zip(axes, ("early_stop_iteration", "early_stop_test_acc")):
+            plot_vs_pm(ax, oneshot, metric, ["ticket"], "one-shot ", method="oneshot")
+            if imp is not None:
+                plot_vs_pm(ax, imp, metric, ["ticket"], "iterative ")
+            plot_vs_pm(ax, oneshot, metric, ["random"], method="random")
             ax.set_title(METRIC_LABELS[metric].split(" (")[0].capitalize())
-            if ax.containers:
-                ax.legend()
+        axes[1].legend()
         if title:
             fig.suptitle(title)
         fig.tight_layout()
@@ -290,7 +265,7 @@ def _curves(metrics: pd.DataFrame, level: Any, variant: str, column: str) -> pd.
     return rows.groupby("iteration")[column].agg(["mean", "min", "max"])
 
 
-def figure_3(metrics: Any, pms: Sequence[float] = (1.0, .513, .211, .07, .036, .019),
+def figure_3(metrics: Any, pms: Sequence[float] = FIGURE3_PM,
              groups: Sequence[Sequence[float]] | None = None, variant: str = "ticket",
              column: str = "test_acc", title: str | None = None,
              ylim: tuple[float, float] | None = None) -> Figure:

@@ -1,0 +1,47 @@
+"""The report: what the book's chapters read from ``runs/``, the claims ledger judged on it,
+and the tables, figures and sentences the chapters show. Nothing here trains: results are
+read with :meth:`lthlib.store.RunStore.results`, and a chapter trains what the store lacks
+by calling :func:`lthlib.run_experiment` itself.
+
+Modules, each with one job (imports point down the list):
+
+- :mod:`.text`: number formats, dataset names, the deviations from the paper, Markdown;
+- :mod:`.analysis`: the per-level statistics every table, figure and sentence uses;
+- :mod:`.chapters`, :mod:`.context`: the chapter registry, :func:`prepare` and the
+  :class:`Context` of a chapter's results; :mod:`.replicates`, :mod:`.overview`: tables;
+- :mod:`.verdicts`, :mod:`.evidence`, :mod:`.claims`, :mod:`.judge`, :mod:`.evaluate`,
+  :mod:`.lmc_claims`, :mod:`.ledger_views`: the claims ledger, from rules to reading;
+- :mod:`.plots`, :mod:`.ticket_plots`: figures; :mod:`.discussion`, :mod:`.ticket_prose`,
+  :mod:`.demos`: the chapters' prose and live checks;
+- :mod:`.build`, :mod:`.site`: papermill, Jupyter Book, the site check, the ``book``
+  command (imported on demand: ``from lthlib.report import build``).
+"""
+from __future__ import annotations
+
+from . import (analysis, claims, demos, discussion, ledger_views, lmc_claims, plots,
+               ticket_plots, ticket_prose, verdicts)
+from .analysis import (compare_levels, gaps_by_trial, level_means, smallest_gap_by_trial,
+                       ticket_gaps)
+from .chapters import CHAPTERS, Chapter, Need, chapter_path, compute_allowed, get_chapter
+from .context import Context, prepare, with_stored_datasets
+from .evaluate import ledger, ledger_summary
+from .ledger_views import (chapter_ledger, evidence_note, ratio_example, verdict_counts,
+                           verdict_list, verdict_table)
+from .overview import coverage_table, coverage_text, runs_overview
+from .replicates import replicate_shift, replicate_table, replicate_text, replicated_controls
+from .text import (DATASET_NAMES, OUR_CHOICES, deviations_markdown, pct, show_markdown,
+                   show_table)
+
+__all__ = [
+    "analysis", "claims", "demos", "discussion", "ledger_views", "lmc_claims", "plots",
+    "ticket_plots", "ticket_prose", "verdicts",
+    "CHAPTERS", "Chapter", "Need", "Context", "chapter_path", "compute_allowed",
+    "get_chapter", "prepare", "with_stored_datasets",
+    "compare_levels", "gaps_by_trial", "level_means", "smallest_gap_by_trial", "ticket_gaps",
+    "replicate_shift", "replicate_table", "replicate_text", "replicated_controls",
+    "ledger", "ledger_summary", "chapter_ledger", "evidence_note", "ratio_example",
+    "verdict_counts", "verdict_list", "verdict_table",
+    "coverage_table", "coverage_text", "runs_overview",
+    "DATASET_NAMES", "OUR_CHOICES", "deviations_markdown", "pct", "show_markdown",
+    "show_table",
+]
