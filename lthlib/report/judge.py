@@ -47,7 +47,7 @@ def trial_draws(evidence: Evidence, keys: Sequence[str], draws: int = DRAWS,
 
     When every need holds the same seeds, one draw of seeds serves them all (paired: the
     ticket, its controls and the other experiment of a seed move together), exact up to
-    :data:`~lthlib.verdicts.MAX_EXACT` trials, and n is that count. Otherwise each need is
+    :data:`~lthlib.report.verdicts.MAX_EXACT` trials, and n is that count. Otherwise each need is
     drawn on its own (seeded random draws) and n is the smallest count."""
     seeds = {k: evidence.seeds(k) for k in keys}
     if len(set(seeds.values())) == 1:
