@@ -91,3 +91,15 @@ def test_register_adds_the_bench_subcommand_with_its_handler():
     assert bench._command(args) == "python -m lthlib.bench --quick --population 16"
     with pytest.raises(SystemExit, match="--population must be >= 1"):
         bench.handle(parser.parse_args(["bench", "--population", "0"]))
+
+
+def test_engine_search_reports_the_fastest_kind_with_its_population(data):
+    from lthlib.bench.lenet import best_engine
+    notes: list[tuple] = []
+    out = best_engine(data, torch.device("cpu"), threads=1, quick=True, population=2,
+                      iterations=4, seconds=0.01, note=lambda *row: notes.append(row))
+    assert [row[0] for row in notes] == ["engine: K=2, shared batches, auto split",
+                                         "engine: K=2, own batches, auto split"]
+    assert out["engine_it_s"] == max(out["engine_shared_batches_it_s"],
+                                     out["engine_own_batches_it_s"])
+    assert out["population"] == 2 and out["batches"] in ("shared", "own")

@@ -208,7 +208,7 @@ def k1_with_evaluation(data: TensorSplit, threads: int, seconds: float,
 
 
 def configs(device: torch.device, threads: int, quick: bool,
-             population: int | None) -> list[tuple[int, int | None]]:
+            population: int | None) -> list[tuple[int, int | None]]:
     """(population, parts) pairs to try; parts None = the engine's own choice."""
     if device.type == "cuda":
         sizes = [population] if population else ([64, 256] if quick else [64, 256, 1024])
@@ -218,11 +218,31 @@ def configs(device: torch.device, threads: int, quick: bool,
         if threads > 1:
             out.append((population, 1))
         return out
-    sizes = [1, 2, 4] if quick else [1, 2, 4, 8]
-    out = [(k * max(1, threads), None) for k in sizes]
-    if threads > 1 and not quick:  # one stack on all threads, for the record
-        out.append((8, 1))
-    return out
+    return [(k, None) for k in ([2, 4, 8, 16] if quick else [2, 4, 8, 16, 32])]
+
+
+def best_engine(data: TensorSplit, device: torch.device, threads: int, quick: bool,
+                population: int | None, iterations: int | None, seconds: float,
+                note: Callable[[str, float, str], None]) -> dict[str, Any]:
+    """The engine at every (K, split) of :func:`configs`, members sharing their minibatches
+    and each with its own: the fastest of each kind, with its K."""
+    best: dict[str, tuple[float, int, int | None]] = {}
+    for k, parts in configs(device, threads, quick, population):
+        for kind, shared in (("shared", True), ("own", False)):
+            rate = engine_it_s(data, device, k, seconds, parts, shared=shared,
+                               iterations=iterations)
+            split = "auto split" if parts is None else f"{parts} part"
+            note(f"engine: K={k}, {kind} batches, {split}", rate, "model-it/s")
+            if rate > best.get(kind, (0.0, 0, None))[0]:
+                best[kind] = (rate, k, parts)
+    kind = max(best, key=lambda name: best[name][0])
+    rate, k, parts = best[kind]
+    return {"engine_it_s": rate, "population": k, "batches": kind,
+            "parts": parts if parts is not None else "auto",
+            "engine_shared_batches_it_s": best["shared"][0],
+            "population_shared_batches": best["shared"][1],
+            "engine_own_batches_it_s": best["own"][0],
+            "population_own_batches": best["own"][1]}
 
 
 def run(quick: bool = False, population: int | None = None, iterations: int | None = None,
@@ -262,16 +282,8 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
            "plain_default_threads_it_s": round(plain, 1)}
     if device.type == "cpu" and threads > 1:
         base, plain = max(base, base1), max(plain, plain1)
-    best, best_k, best_parts = 0.0, 0, None
-    for k, parts in configs(device, threads, quick, population):
-        rate = engine_it_s(data, device, k, budget, parts, iterations=iterations)
-        split = "auto split" if parts is None else f"{parts} part"
-        note(f"engine: K={k}, shared batches, {split}", rate, "model-it/s")
-        if rate > best:
-            best, best_k, best_parts = rate, k, parts
-    mixed = engine_it_s(data, device, best_k, budget, best_parts, shared=False,
-                        iterations=iterations)
-    note(f"engine: K={best_k}, own batches per member", mixed, "model-it/s")
+    eng = best_engine(data, device, threads, quick, population, iterations, budget, note)
+    best = eng["engine_it_s"]
     per_core = None
     if device.type == "cpu" and threads > 1:
         # one core each, engine vs plain: a comparison a loaded machine does not distort
@@ -307,9 +319,8 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
     result = {
         "device": str(device), "torch": torch.__version__, "threads": threads,
         "baseline_it_s": round(base, 1), "plain_it_s": round(plain, 1),
-        "engine_it_s": round(best, 1), "population": best_k,
-        "parts": best_parts if best_parts is not None else "auto",
-        "engine_own_batches_it_s": round(mixed, 1), **raw,
+        **{key: round(v, 1) if isinstance(v, float) else v for key, v in eng.items()},
+        **raw,
         "plain_1thread_it_s": round(plain1, 1) if per_core is not None else None,
         "engine_1thread_it_s": round(per_core, 1) if per_core is not None else None,
         "ratio_plain_per_core": (round(per_core / plain1, 2) if per_core is not None
@@ -331,7 +342,8 @@ def run(quick: bool = False, population: int | None = None, iterations: int | No
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
-    echo(f"  engine / baseline = {result['ratio']}x, engine / plain = {result['ratio_plain']}x,"
+    echo(f"  engine (K={eng['population']}, {eng['batches']} batches) / baseline = "
+         f"{result['ratio']}x, engine / plain = {result['ratio_plain']}x,"
          f" engine at {result['engine_gflops']} GFLOP/s of {result['sgemm_gflops']} sgemm;"
          f" K=1 / plain at {threads} thr = {result['ratio_k1_plain']}x")
     result["table"] = [f"{name:<44} {value:>10.1f} {unit}" for name, value, unit in rows]
