@@ -1,4 +1,6 @@
-"""Command line: ``python -m lthlib run|runs|sweep ...`` (``--help`` everywhere).
+"""The one command line: ``python -m lthlib run|runs|sweep|bench|book|plateau`` (``--help``
+everywhere). Each subcommand's parser sets ``handler`` (``args -> exit status``); ``bench``,
+``book`` and ``plateau`` register their own parsers (``register(sub)`` in their modules).
 
 Examples::
 
@@ -6,6 +8,9 @@ Examples::
     python -m lthlib runs ls --json
     python -m lthlib runs import /path/to/other/runs
     python -m lthlib runs migrate     # hash every file of records written before that rule
+    python -m lthlib bench --quick --json
+    python -m lthlib book build --profile quick
+    python -m lthlib plateau --epochs 10 --precision bf16
 
 Bad values stop with one line on stderr naming the value and what is allowed (exit 2).
 """
@@ -16,7 +21,16 @@ import json
 import sys
 from typing import Any
 
-from .config import ARCHS, DATASETS, EXPERIMENTS, PROFILES, RESNET_LR_SETTINGS, make_experiment
+import pandas as pd
+
+from . import bench, plateau
+from .config import (ARCHS, DATASETS, EXPERIMENTS, PROFILES, RESNET_LR_SETTINGS,
+                     ExperimentConfig, experiment_from_dict, make_experiment)
+from .experiments import run_experiment
+from .report import build
+from .store import CorruptRecordError, RunStore
+from .store_transfer import import_trials, migrate_hashes
+from .sweep import run_sweep
 
 
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:
@@ -60,23 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-wait", action="store_true",
                      help="skip trials another process is training (default: wait for "
                      "them, then read them from the store)")
+    run.set_defaults(handler=_run)
 
     runs = sub.add_parser("runs", help="inspect the runs/ store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     ls = runs_sub.add_parser("ls", help="list experiments in the store")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ls.add_argument("--runs-dir", default=None)
+    ls.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
+                    "or the repository's runs/)")
+    ls.set_defaults(handler=_runs_ls)
     imp = runs_sub.add_parser("import", help="copy the finished, verified trials of another "
                               "store (e.g. one brought back from a GPU machine) into this one; "
                               "trials already present are kept, never overwritten")
     imp.add_argument("source", help="the other store's root (the folder holding imp/, ...)")
     imp.add_argument("--runs-dir", default=None, help="destination (default: env "
                      "LTH_RUNS_DIR or the repository's runs/)")
+    imp.set_defaults(handler=_runs_import)
     mig = runs_sub.add_parser("migrate", help="add the missing sha256 of finished trials "
                               "written before every file was hashed, where the existing "
                               "hashes verify (records say so); others stay unverified")
-    mig.add_argument("--runs-dir", default=None)
+    mig.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
+                     "or the repository's runs/)")
     mig.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    mig.set_defaults(handler=_runs_migrate)
 
     sweep = sub.add_parser("sweep", help="run a set of experiments (local or on Ray)")
     sweep.add_argument("--experiment", nargs="+", type=str.lower, choices=EXPERIMENTS,
@@ -89,11 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads", type=int, default=1,
                        help="torch threads per trial (results depend on it; default 1)")
     _add_experiment_args(sweep)
-    sweep.set_defaults(datasets=None)
+    sweep.set_defaults(datasets=None, handler=_sweep)
+    bench.register(sub)
+    build.register(sub)
+    plateau.register(sub)
     return parser
 
 
-def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Any]:
+def _configs(args: argparse.Namespace, experiments: list[str]) -> list[ExperimentConfig]:
     return [make_experiment(e, args.arch, args.dataset, args.profile, args.trials, args.seed,
                             reinits=args.reinits, lr_setting=args.lr_setting,
                             rounds=args.rounds,
@@ -104,8 +127,6 @@ def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Any]:
 def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
     """Group the store's trials into experiments (one row per config minus seed); corrupt
     and unverified trials get a row each, with the reason, so nothing damaged is hidden."""
-    from .config import experiment_from_dict
-    from .store import RunStore
     store = RunStore(runs_dir)
     df = store.list()
     if df.empty:
@@ -137,8 +158,7 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def _runs_root(runs_dir: str | None) -> Any:
-    from .store import RunStore
+def _runs_root(runs_dir: str | None) -> RunStore:
     store = RunStore(runs_dir)
     if not store.root.is_dir():
         raise FileNotFoundError(f"no runs store at {store.root}: not a folder; allowed: an "
@@ -146,61 +166,67 @@ def _runs_root(runs_dir: str | None) -> Any:
     return store
 
 
+def _run(args: argparse.Namespace) -> int:
+    cfg = _configs(args, [args.experiment])[0]
+    res = run_experiment(cfg, args.runs_dir, args.device, not args.no_progress,
+                         args.data_dir, args.allow, reuse=not args.no_reuse,
+                         wait=not args.no_wait)
+    print(f"{cfg.experiment} {cfg.model.arch}/{cfg.data.dataset} profile={cfg.profile}"
+          f": {len(res.trials)} of {cfg.trials} trial(s) finished; records in "
+          f"{', '.join(str(t.path) for t in res.trials) or '(none)'}")
+    if len(res.trials) < cfg.trials:
+        print(f"error: {cfg.trials - len(res.trials)} trial(s) did not finish (skipped "
+              f"or unreadable); `python -m lthlib runs ls` says why", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _runs_ls(args: argparse.Namespace) -> int:
+    store = _runs_root(args.runs_dir)
+    store.ensure_index()
+    rows = list_experiments(str(store.root))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print(f"no experiments in the store at {store.root}")
+    else:
+        table = pd.DataFrame(rows)
+        print(table.drop(columns=[c for c in ("path", "reason") if c in table])
+              .to_string(index=False))
+        for r in rows:
+            if r.get("reason"):
+                print(f"{r['status']}: {r['path']}: {r['reason']}")
+    return 0
+
+
+def _runs_import(args: argparse.Namespace) -> int:
+    report = import_trials(args.source, args.runs_dir)
+    print(json.dumps(report, indent=1))
+    return 1 if report["corrupt"] or report["unverified"] or report["symlinks"] else 0
+
+
+def _runs_migrate(args: argparse.Namespace) -> int:
+    report = migrate_hashes(_runs_root(args.runs_dir).root, dry_run=args.dry_run)
+    print(json.dumps(report, indent=1))
+    return 1 if report["refused"] else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    report = run_sweep(_configs(args, args.experiment), runs_dir=args.runs_dir,
+                       executor=args.executor, ray_address=args.ray_address,
+                       device=args.device, data_root=args.data_dir,
+                       max_retries=args.max_retries, allow=args.allow,
+                       progress=not args.no_progress, threads=args.threads)
+    print(json.dumps(report, indent=1))
+    return 0 if not report.get("failed") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .store import CorruptRecordError
+    """Parse ``argv`` (default: the process's arguments) and run the chosen subcommand.
+    Bad values end with one line on stderr naming the value and what is allowed (exit 2)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "runs" and args.runs_command == "import":
-            from .store import import_trials
-            report = import_trials(args.source, args.runs_dir)
-            print(json.dumps(report, indent=1))
-            return 1 if report["corrupt"] or report["unverified"] or report["symlinks"] else 0
-        if args.command == "runs" and args.runs_command == "migrate":
-            from .store import migrate_hashes
-            report = migrate_hashes(_runs_root(args.runs_dir).root, dry_run=args.dry_run)
-            print(json.dumps(report, indent=1))
-            return 1 if report["refused"] else 0
-        if args.command == "runs":
-            store = _runs_root(args.runs_dir)
-            store.ensure_index()
-            rows = list_experiments(str(store.root))
-            if args.json:
-                print(json.dumps(rows, indent=1))
-            elif not rows:
-                print(f"no experiments in the store at {store.root}")
-            else:
-                import pandas as pd
-                table = pd.DataFrame(rows)
-                shown = table.drop(columns=[c for c in ("path", "reason") if c in table])
-                print(shown.to_string(index=False))
-                for r in rows:
-                    if r.get("reason"):
-                        print(f"{r['status']}: {r['path']}: {r['reason']}")
-            return 0
-        if args.command == "run":
-            from .experiments import run_experiment
-            cfg = _configs(args, [args.experiment])[0]
-            res = run_experiment(cfg, args.runs_dir, args.device, not args.no_progress,
-                                 args.data_dir, args.allow, reuse=not args.no_reuse,
-                                 wait=not args.no_wait)
-            print(f"{cfg.experiment} {cfg.model.arch}/{cfg.data.dataset} profile={cfg.profile}"
-                  f": {len(res.trials)} of {cfg.trials} trial(s) finished; records in "
-                  f"{', '.join(str(t.path) for t in res.trials) or '(none)'}")
-            if len(res.trials) < cfg.trials:
-                print(f"error: {cfg.trials - len(res.trials)} trial(s) did not finish (skipped "
-                      f"or unreadable); `python -m lthlib runs ls` says why", file=sys.stderr)
-                return 1
-            return 0
-        if args.command == "sweep":
-            from .sweep import run_sweep
-            report = run_sweep(_configs(args, args.experiment), runs_dir=args.runs_dir,
-                               executor=args.executor, ray_address=args.ray_address,
-                               device=args.device, data_root=args.data_dir,
-                               max_retries=args.max_retries, allow=args.allow,
-                               progress=not args.no_progress, threads=args.threads)
-            print(json.dumps(report, indent=1))
-            return 0 if not report.get("failed") else 1
+        return int(args.handler(args))
     except (ValueError, FileNotFoundError, ImportError, CorruptRecordError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 2

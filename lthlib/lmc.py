@@ -33,10 +33,11 @@ from . import engine
 from .config import PROFILE_ORDER
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
-from .experiments import derive_seed
+from .atomic import atomic_write_text
+from .members import derive_seed
 from .models import create_network
-from .store import (RunStore, TrialRecord, atomic_write_text, df_to_csv_text, git_commit,
-                    sha256_text)
+from .record_files import df_to_csv_text, sha256_text
+from .store import RunStore, TrialRecord, git_commit
 from .tickets import mask_trials, ticket_masks, theta0
 from .version import __version__
 
@@ -289,61 +290,6 @@ def ensure_lmc(trials: Sequence[TrialRecord], levels: Sequence[int], points: int
 
 
 
-# --- claims "beyond the paper" (Frankle et al. 2020) -------------------------------------------
-# Our threshold for "no rise in test error": 0.5 pp, twice the ledger's +/- 0.25 pp band for
-# LeNet accuracy equalities (a rise smaller than that is within what the ledger already
-# calls "the same accuracy").
-STABLE_PP = 0.5
-MATCH_PP = 0.25  # "matching the dense network": final test error within 0.25 pp of it
-LMC_NEED = ("lmc", "lenet")
-
-
-def _dense_instability(rows: pd.DataFrame) -> float:
-    dense = rows[(rows["variant"] == "ticket") & (rows["level"] == 0)]
-    return float(100 * dense["instability"].mean()) if len(dense) else float("nan")
-
-
-def _matching_ticket_instability(rows: pd.DataFrame) -> float:
-    """Largest instability of the trial's tickets whose mean endpoint error is within
-    :data:`MATCH_PP` of the dense network's (or lower), in pp."""
-    tk = rows[rows["variant"] == "ticket"]
-    dense = tk[tk["level"] == 0]
-    if dense.empty:
-        return float("nan")
-    ref = float((dense["error_a"] + dense["error_b"]).iloc[0] / 2)
-    err = (tk["error_a"] + tk["error_b"]) / 2
-    matching = tk[(tk["level"] > 0) & (err <= ref + MATCH_PP / 100)]
-    return float(100 * matching["instability"].max()) if len(matching) else float("nan")
-
-
-def lmc_claims() -> tuple[Any, ...]:
-    """Frankle et al. 2020's statements about LeNet, as claims of the ledger's "beyond the
-    paper" group, judged on the stored measurements."""
-    from .claims import claim
-    from .evidence import per_trial
-    from .verdicts import Below
-
-    return (
-        claim("lmc-lenet-stable-at-init", "LMC",
-              "Beyond the paper (Frankle et al. 2020): LeNet on MNIST is stable to SGD noise "
-              "at initialisation; two dense copies trained from θ0 with different data orders "
-              "show no rise in test error on the line between them (instability, pp).",
-              "no rise", (LMC_NEED,), per_trial(LMC_NEED, _dense_instability),
-              Below(STABLE_PP, "pp"), datasets=("mnist",), group="beyond the paper"),
-        claim("lmc-lenet-matching-tickets-stable", "LMC",
-              "Beyond the paper (Frankle et al. 2020): IMP subnetworks match the dense "
-              "network only when they are stable; for LeNet, the tickets that match it are "
-              "stable (largest instability among tickets whose final test error is within "
-              f"{MATCH_PP:g} pp of the dense network's, pp).", "no rise", (LMC_NEED,),
-              per_trial(LMC_NEED, _matching_ticket_instability), Below(STABLE_PP, "pp"),
-              datasets=("mnist",), group="beyond the paper"),
-    )
-
-
-def _round4(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
-
-
 def lmc_profile(dataset: str, arch: str = "lenet",
                 runs_dir: str | Path | None = None) -> str | None:
     """The largest profile with stored measurements for ``dataset``, if any."""
@@ -352,42 +298,6 @@ def lmc_profile(dataset: str, arch: str = "lenet",
         if any((root / f"{arch}-{dataset}-{p}").glob("seed*/record.json")):
             return p
     return None
-
-
-def evaluate_lmc_claims(runs_dir: str | Path | None = None,
-                        datasets: Sequence[str] = ("mnist", "fashionmnist")) -> pd.DataFrame:
-    """Ledger rows (the claims ledger's columns) for :func:`lmc_claims`: each claim at the
-    largest profile with measurements, bootstrapped over trials like the paper's claims;
-    shortened profiles give "indicative" evidence."""
-    from .claims import CSV_COLUMNS, EVIDENCE, assess
-    from .evidence import Evidence, need_key
-
-    rows = []
-    for ds in datasets:
-        prof = lmc_profile(ds, runs_dir=runs_dir)
-        summary = lmc_results("lenet", ds, prof, runs_dir)[1] if prof else pd.DataFrame()
-        for c in lmc_claims():
-            row = {"claim": c.id, "statement": c.statement, "paper": c.paper, "ours": None,
-                   "ci_low": None, "ci_high": None, "verdict": "not run", "evidence": "",
-                   "rule": c.criterion(), "profile": "", "trials": None, "dataset": ds,
-                   "levels": None, "detail": "", "group": c.group}
-            if not summary.empty:
-                ev = Evidence({need_key(LMC_NEED): summary}, dataset=ds)
-                a = assess(c, ev)
-                if a.verdict != "not run":
-                    row.update(ours=_round4(a.ours),
-                               ci_low=_round4(a.ci_low), ci_high=_round4(a.ci_high),
-                               verdict=a.verdict, rule=a.rule or row["rule"], detail=a.detail,
-                               profile=prof, trials=int(summary["seed"].nunique()),
-                               levels=int(summary["level"].nunique()),
-                               evidence=EVIDENCE[0] if c.counted(prof) else EVIDENCE[1])
-            rows.append(row)
-    df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    for col in ("ours", "ci_low", "ci_high"):
-        df[col] = df[col].astype("Float64")
-    for col in ("trials", "levels"):
-        df[col] = df[col].astype("Int64")
-    return df
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .store import atomic_write_text, sha256_text
+from .atomic import atomic_write_text
+from .record_files import sha256_text
 
 MASK_FORMAT = "lthlib-mask-packbits/1"
 MASK_SUFFIX = ".mask.json"
@@ -99,8 +100,12 @@ def load_masks(trial_dir: Path, stage: str) -> Masks:
     text = path.read_text()
     record = Path(trial_dir) / "record.json"
     if record.exists():
-        expected = json.loads(record.read_text()).get("sha256", {}).get(
-            f"stages/{path.name}")
+        doc = json.loads(record.read_text())
+        hashes = doc.get("sha256", {}) if isinstance(doc, dict) else None
+        if not isinstance(hashes, dict):
+            raise ValueError(f"{record} is not a trial record (no sha256 map); allowed: a "
+                             f"finished trial's record.json")
+        expected = hashes.get(f"stages/{path.name}")
         if expected is not None and sha256_text(text) != expected:
             raise ValueError(f"{path} does not match the sha256 in its record")
     return unpack_masks(json.loads(text))

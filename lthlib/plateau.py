@@ -5,10 +5,10 @@ convergence. This module trains one dense network with the paper's schedule shap
 2/3 and 5/6 of the budget), evaluates it on the full validation and test sets once per epoch,
 and stores the curve under ``runs/plateau/<name>/`` (``curve.csv`` + ``record.json`` with the
 hardware, threads, wall time and commit). A checkpoint every epoch (gitignored ``ckpt/``) lets
-the same command resume or, with a larger ``--epochs``... no: the budget fixes the schedule, so
-a resume must use the same arguments; the record says whether the run is complete.
+the same command resume; the budget fixes the schedule, so a resume must use the same
+arguments, and the record says whether the run is complete.
 
-    python -m lthlib.plateau --arch resnet18 --dataset fashionmnist --epochs 30 --threads 1
+    python -m lthlib plateau --arch resnet18 --dataset fashionmnist --epochs 30 --threads 1
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,10 +28,14 @@ from .config import TrainConfig, check_choice, paper_model, paper_train, ARCHS, 
 from .data import _check_batching, batch_indices, load_tensors
 from .device import default_device, describe_hardware
 from .models import create_network
-from .store import atomic_write_text, df_to_csv_text, git_commit, resolve_runs_dir
+from .atomic import atomic_save, atomic_write_text
+from .record_files import df_to_csv_text
+from .store import git_commit, resolve_runs_dir
 from .train import lr_factor, make_optimizer
 
 PRECISIONS = ("fp32", "bf16")
+_DESCRIPTION = ("Train one dense network long, evaluated every epoch, to find the budget at "
+                "which it plateaus (runs/plateau/).")
 CURVE_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "test_loss", "test_acc", "wall_s"]
 
@@ -141,11 +146,9 @@ def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
             rows.append(_row(net, data, (it + 1) // per_epoch, it + 1, run_loss / run_n,
                              run_correct / run_n, tcfg, bf16, cfg, wall))
             run_loss, run_correct, run_n = 0.0, 0, 0
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "iteration": it + 1, "wall_s": wall},
-                       ckpt.with_suffix(".tmp"))
-            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+            state = {"net": net.state_dict(), "opt": opt.state_dict(),
+                     "sched": sched.state_dict(), "iteration": it + 1, "wall_s": wall}
+            atomic_save(ckpt, lambda tmp: torch.save(state, tmp))
             _write(out, cfg, tcfg, rows, dev, complete=it + 1 == tcfg.iterations,
                    sizes=(len(data.val_y), len(data.test_y)))
             if stop_after_s is not None and time.perf_counter() - t0 > stop_after_s:
@@ -174,8 +177,7 @@ def _write(out: Path, cfg: PlateauConfig, tcfg: TrainConfig, rows: list[dict[str
     atomic_write_text(out / "record.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lthlib.plateau", description=__doc__.split("\n")[0])
+def _add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--dataset", default="fashionmnist")
     ap.add_argument("--epochs", type=int, default=30)
@@ -183,15 +185,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--runs-dir", default=None)
+    ap.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
+                    "or the repository's runs/)")
     ap.add_argument("--stop-after-s", type=float, default=None,
                     help="stop (resumably) after the first epoch that ends past this many seconds")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    out = run_plateau(PlateauConfig(a.arch, a.dataset, a.epochs, a.lr, a.precision, a.seed),
-                      a.runs_dir, stop_after_s=a.stop_after_s)
+
+
+def register(sub: Any) -> None:
+    """Add the ``plateau`` subcommand to an argparse ``add_subparsers()`` object."""
+    ap = sub.add_parser("plateau", help=_DESCRIPTION, description=_DESCRIPTION)
+    _add_options(ap)
+    ap.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Train (or resume) the curve ``args`` describes; print its folder."""
+    torch.set_num_threads(args.threads)
+    out = run_plateau(PlateauConfig(args.arch, args.dataset, args.epochs, args.lr,
+                                    args.precision, args.seed),
+                      args.runs_dir, stop_after_s=args.stop_after_s)
     print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lthlib.plateau [options]``: the same as ``python -m lthlib plateau``."""
+    ap = argparse.ArgumentParser(prog="python -m lthlib.plateau", description=_DESCRIPTION)
+    _add_options(ap)
+    return handle(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

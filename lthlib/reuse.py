@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExperimentConfig
-from .store import RunStore, TrialRecord, atomic_write_text
+from .atomic import atomic_write_text
+from .store import RunStore, TrialRecord
 
 REUSE_FILE = "reused_from.json"
 _IMP_FAMILY = ("imp", "global-imp")
@@ -46,7 +47,7 @@ def find_source(store: RunStore, target: ExperimentConfig) -> TrialRecord | None
     best: TrialRecord | None = None
     for cfg_file in sorted(store.trial_dir(target).parent.glob(f"seed{target.seed}-*/config.json")):
         try:
-            rec = store._read(cfg_file.parent)
+            rec = store.read(cfg_file.parent)
         except Exception:  # partial or corrupt trials are never reused
             continue
         if extends(rec.config, target) and (best is None or len(rec.summary) > len(best.summary)):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .masks import theta0_digest
-from .store import atomic_write_text
+from .atomic import atomic_write_text
 
 STATE_FORMAT = "lthlib-state-base64/1"
 State = dict[str, torch.Tensor]

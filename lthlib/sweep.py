@@ -38,7 +38,8 @@ import torch
 from .config import ExperimentConfig, check_int, experiment_from_dict
 from .experiments import check_combination, run_experiment, trial_configs
 from .lock import TrialLock
-from .store import RunStore, trial_files, write_trial_files
+from .store import RunStore
+from .store_transfer import trial_files, write_trial_files
 
 EXECUTORS = ("local", "ray")
 

@@ -41,7 +41,7 @@ def mask_trials(arch: str = "lenet", dataset: str = "mnist", profile: str = "qui
         if not any((rec_file.parent / "stages").glob(f"*{MASK_SUFFIX}")):
             continue
         try:
-            out.append(store._read(rec_file.parent))
+            out.append(store.read(rec_file.parent))
         except (FileNotFoundError, CorruptRecordError):
             continue
     return sorted(out, key=lambda tr: tr.config.seed)

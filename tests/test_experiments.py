@@ -142,9 +142,9 @@ def test_oneshot_rates_match_imp_layer_ratios():
 def test_random_sparse_only(tmp_path, monkeypatch):
     """Also: the record names the commit the run started from, not HEAD when it finished
     (a long run outlives commits made meanwhile)."""
-    from lthlib import store
+    from lthlib import job, store
 
-    monkeypatch.setattr(experiments, "git_commit", lambda: "commit-at-start")
+    monkeypatch.setattr(job, "git_commit", lambda: "commit-at-start")
     monkeypatch.setattr(store, "git_commit", lambda: "commit-at-finish")
     res = run_experiment(smoke("random-sparse"), tmp_path, device="cpu", progress=False)
     assert set(res.summary["variant"]) == {"random"}

@@ -90,7 +90,7 @@ def test_imp_trial_stores_masks_in_its_sha256_set(tmp_path):
     assert tr.record["theta0_sha256"] == theta0_digest(theta0(tr))
     assert [t.config.seed for t in mask_trials(profile="smoke", runs_dir=tmp_path)] == [0]
     # the masks travel with `runs import` and verify there
-    from lthlib.store import import_trials
+    from lthlib.store_transfer import import_trials
     other = tmp_path.parent / f"{tmp_path.name}-imported"
     assert len(import_trials(tmp_path, other)["imported"]) == 1
     moved = mask_trials(profile="smoke", runs_dir=other)[0]

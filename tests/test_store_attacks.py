@@ -22,7 +22,8 @@ import lthlib as lth
 from lthlib.cli import main
 from lthlib.config import EXPERIMENTS, make_experiment
 from lthlib.experiments import run_experiment, trial_configs
-from lthlib.store import RunStore, import_trials
+from lthlib.store import RunStore
+from lthlib.store_transfer import import_trials
 
 # the recomputations below warn by design; the tests assert on what they check
 pytestmark = pytest.mark.filterwarnings("ignore:.*(recomputed|afresh)")
@@ -353,7 +354,7 @@ def test_every_committed_trial_is_finished_and_verified():
         pytest.skip("no committed trials")
     store = RunStore(runs)
     for rec_file in paths:
-        rec = store._read(rec_file.parent)  # raises if unverified, corrupt or misplaced
+        rec = store.read(rec_file.parent)  # raises if unverified, corrupt or misplaced
         assert rec.record["status"] == "finished"
         assert rec_file.parent.name == f"seed{rec.config.seed}-{rec.config.run_id()}"
         assert store.load(rec.config) is not None
@@ -370,14 +371,14 @@ def _as_old_record(trial: Path) -> None:
 
 
 def test_migration_adds_hashes_only_where_the_existing_ones_verify(store, tmp_path, capsys):
-    from lthlib.store import migrate_hashes
+    from lthlib.store_transfer import migrate_hashes
     trial = only_trial(store)
     _as_old_record(trial)
     assert RunStore(store).list()["status"].tolist() == ["unverified"]
     assert migrate_hashes(store, dry_run=True)["migrated"] and RunStore(store).list()[
         "status"].tolist() == ["unverified"]  # a dry run changes nothing
     assert main(["runs", "migrate", "--runs-dir", str(store)]) == 0
-    rec = RunStore(store)._read(trial).record  # verifies in full now
+    rec = RunStore(store).read(trial).record  # verifies in full now
     assert "stages/reinit.csv" in rec["sha256"] and rec["sha256_migration"]["added"] > 0
     assert migrate_hashes(store)["complete"] == [str(trial.relative_to(store))]
     capsys.readouterr()

@@ -18,7 +18,8 @@ import pytest
 from lthlib import sweep
 from lthlib.config import make_experiment
 from lthlib.experiments import trial_configs
-from lthlib.store import RunStore, import_trials
+from lthlib.store import RunStore
+from lthlib.store_transfer import import_trials
 from lthlib.sweep import run_sweep, write_trial_files
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lthlib import lmc, tickets
+from lthlib.report import lmc_claims
 
 
 # --- masks: connectivity, survivors, overlap -------------------------------------------------
@@ -230,18 +231,18 @@ def _lmc_summary(seeds, dense_inst, ticket_inst, ticket_err):
 def test_lmc_claims_judge_known_summaries():
     from lthlib.report.judge import assess
     from lthlib.report.evidence import Evidence, need_key
-    stable_at_init, matching_stable = lmc.lmc_claims()
+    stable_at_init, matching_stable = lmc_claims.lmc_claims()
     # the last ticket no longer matches (error 3 pp above dense): its instability is ignored
     s = _lmc_summary([3, 4, 5], 0.001, [0.002, 0.001, 0.04], [0.018, 0.021, 0.05])
-    ev = Evidence({need_key(lmc.LMC_NEED): s}, dataset="mnist")
+    ev = Evidence({need_key(lmc_claims.LMC_NEED): s}, dataset="mnist")
     a = assess(stable_at_init, ev)
     assert a.ours == pytest.approx(0.1) and a.verdict == "reproduced"
     b = assess(matching_stable, ev)
     assert b.ours == pytest.approx(0.2) and b.verdict == "reproduced"
     unstable = _lmc_summary([3, 4, 5], 0.02, [0.02], [0.02])
-    a = assess(stable_at_init, Evidence({need_key(lmc.LMC_NEED): unstable}, dataset="mnist"))
+    a = assess(stable_at_init, Evidence({need_key(lmc_claims.LMC_NEED): unstable}, dataset="mnist"))
     assert a.ours == pytest.approx(2.0) and a.verdict == "not reproduced"
-    assert assess(stable_at_init, Evidence({need_key(lmc.LMC_NEED): s},
+    assert assess(stable_at_init, Evidence({need_key(lmc_claims.LMC_NEED): s},
                                            dataset="fashionmnist")).verdict == "not run"
 
 
@@ -249,7 +250,7 @@ def test_lmc_ledger_rows_have_the_ledger_columns(smoke_store):
     from lthlib.report.claims import CSV_COLUMNS
     root, trs = smoke_store
     lmc.ensure_lmc(trs, [0, 1, 2], 5, root)
-    df = lmc.evaluate_lmc_claims(root, ("mnist",))
+    df = lmc_claims.evaluate_lmc_claims(root, ("mnist",))
     assert list(df.columns) == list(CSV_COLUMNS) and len(df) == 2
     assert set(df.group) == {"beyond the paper"} and set(df.profile) == {"smoke"}
     assert set(df.evidence) == {"indicative"} and (df.trials == 2).all()
