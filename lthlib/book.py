@@ -1,8 +1,8 @@
-"""``python -m lthlib.book build|html|check|screenshot``: the report's ``book`` command
-(:mod:`lthlib.report.build`), kept under this name for the Makefile."""
+"""``python -m lthlib.book build|html|check|screenshot``: the same as ``python -m lthlib book
+...`` (:mod:`lthlib.report.build`), kept under this name for the Makefile."""
 import sys
 
-from .report.build import main
+from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["book", *sys.argv[1:]]))

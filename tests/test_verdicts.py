@@ -1,5 +1,5 @@
-"""The verdict rules of lthlib.verdicts on hand-made trials whose answer is known, one test per
-rule, including each lenient case the old rules let through."""
+"""The verdict rules of lthlib.report.verdicts on hand-made trials whose answer is known, one
+test per rule, including each lenient case the old rules let through."""
 from __future__ import annotations
 
 import math

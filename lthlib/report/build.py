@@ -188,11 +188,3 @@ def register(sub: Any) -> None:
     s.add_argument("target")
     s.add_argument("png")
     s.add_argument("--height", type=int, default=2000)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lthlib.book <subcommand>``: the ``book`` command on its own."""
-    parser = argparse.ArgumentParser(prog="python -m lthlib")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["book", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.handler(args))
