@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lthlib import data
+from lthlib import data, data_files
 from lthlib.config import DataConfig
 
 # The real datasets, wherever LTH_DATA_DIR points (the Makefile and CI set it).
@@ -169,14 +169,14 @@ def test_cache_reused_and_atomic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert folder == tmp_path / "cache"
     raw = folder / "MNIST" / "raw"
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in raw.iterdir()}
-    assert sorted(before) == sorted(data._RAW_FILES)  # no temp files left behind
+    assert sorted(before) == sorted(data_files.RAW_FILES)  # no temp files left behind
     assert data.dataset_root("MNIST") == folder
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in raw.iterdir()}
     assert after == before
     # A damaged cached file is detected by md5 and replaced.
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"junk")
     data.dataset_root("mnist")
-    assert data._md5(raw / "t10k-labels-idx1-ubyte") == data._RAW_MD5["mnist"][
+    assert data_files._md5(raw / "t10k-labels-idx1-ubyte") == data_files._RAW_MD5["mnist"][
         "t10k-labels-idx1-ubyte"]
 
 
@@ -185,7 +185,7 @@ def test_cache_rejects_corrupt_gzip(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in data._RAW_FILES:
+    for f in data_files.RAW_FILES:
         with gzip.open(raw / f"{f}.gz", "wb") as fh:
             fh.write(b"not mnist")
     monkeypatch.setenv("LTH_CACHE_DIR", str(tmp_path / "cache"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lthlib as lth
-from lthlib import data
+from lthlib import data, data_files
 from lthlib.cli import main
 from lthlib.config import make_experiment
 from lthlib.experiments import run_experiment
@@ -144,7 +144,7 @@ def test_damaged_gz_names_the_file(damage, tmp_path, monkeypatch):
         pytest.skip("no gzipped MNIST to copy")
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in data._RAW_FILES:
+    for f in data_files.RAW_FILES:
         shutil.copy(src / f"{f}.gz", raw / f"{f}.gz")
     bad = raw / "t10k-labels-idx1-ubyte.gz"
     blob = bad.read_bytes()
