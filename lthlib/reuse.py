@@ -2,7 +2,7 @@
 
 An IMP trial with R rounds is a prefix of the same trial with R' > R rounds: level k's mask
 depends only on levels below k, and every control's init is derived from (seed, level,
-replicate) alone (:func:`lthlib.experiments.derive_seed`). Likewise a trial with more
+replicate) alone (:func:`lthlib.members.derive_seed`). Likewise a trial with more
 re-inits or random sparse networks per level contains the smaller one's networks unchanged.
 So a new trial whose config differs from a finished one *only* by more ``prune.rounds`` or
 more ``reinits`` starts from a copy of that trial's stage files and checkpoints, and trains
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExperimentConfig
-from .atomic import atomic_write_text
+from .atomic import atomic_save, atomic_write_text
 from .store import RunStore, TrialRecord
 
 REUSE_FILE = "reused_from.json"
@@ -56,10 +56,7 @@ def find_source(store: RunStore, target: ExperimentConfig) -> TrialRecord | None
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    atomic_save(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def seed_from(store: RunStore, target: ExperimentConfig, source: TrialRecord) -> dict[str, Any]:
