@@ -1,6 +1,7 @@
-"""The one command line: ``python -m lthlib run|runs|sweep|bench|book|plateau`` (``--help``
-everywhere). Each subcommand's parser sets ``handler`` (``args -> exit status``); ``bench``,
-``book`` and ``plateau`` register their own parsers (``register(sub)`` in their modules).
+"""The one command line: ``python -m lthlib run|runs|sweep|bench|book|plateau|lmc``
+(``--help`` everywhere). Each subcommand's parser sets ``handler`` (``args -> exit status``);
+``bench``, ``book``, ``plateau`` and ``lmc`` register their own parsers (``register(sub)``
+in their modules).
 
 Examples::
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import bench, plateau
+from . import bench, lmc, plateau
 from .config import (ARCHS, DATASETS, EXPERIMENTS, PROFILES, RESNET_LR_SETTINGS,
                      ExperimentConfig, experiment_from_dict, make_experiment)
 from .experiments import run_experiment
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     build.register(sub)
     plateau.register(sub)
+    lmc.register(sub)
     return parser
 
 

@@ -300,29 +300,49 @@ def lmc_profile(dataset: str, arch: str = "lenet",
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lthlib.lmc --dataset mnist --profile quick --levels 0 3 7 11 15 18``:
-    measure every finished IMP trial of the group that stored its masks."""
-    p = argparse.ArgumentParser(prog="python -m lthlib.lmc", description=main.__doc__)
+_DESCRIPTION = ("Linear mode connectivity: measure every finished IMP trial of a group that "
+                "stored its masks (runs/lmc/).")
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="lenet")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--profile", default="quick")
     p.add_argument("--levels", type=int, nargs="+", required=True)
     p.add_argument("--points", type=int, default=30)
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: all")
-    p.add_argument("--runs-dir", default=None)
-    args = p.parse_args(argv)
+    p.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
+                   "or the repository's runs/)")
+
+
+def register(sub: Any) -> None:
+    """Add the ``lmc`` subcommand to an argparse ``add_subparsers()`` object."""
+    p = sub.add_parser("lmc", help=_DESCRIPTION, description=_DESCRIPTION)
+    _add_options(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """``python -m lthlib lmc --dataset mnist --profile quick --levels 0 3 7 11 15 18``."""
     trials = [tr for tr in mask_trials(args.arch, args.dataset, args.profile,
                                        runs_dir=args.runs_dir)
               if args.seeds is None or tr.config.seed in args.seeds]
     if not trials:
-        raise SystemExit(f"no finished IMP trials with masks for {args.arch}-{args.dataset}-"
-                         f"{args.profile}")
+        raise ValueError(f"no finished IMP trials with masks for {args.arch}-{args.dataset}-"
+                         f"{args.profile}; allowed: a group `python -m lthlib runs ls` lists")
     data = load_tensors_for(trials[0].config.data)
     for tr in trials:
         out = run_lmc(tr, args.levels, args.points, args.runs_dir, data=data)
         print(out, json.loads((out / "record.json").read_text())["wall_time_s"], flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lthlib.lmc [options]``: the same as ``python -m lthlib lmc``."""
+    p = argparse.ArgumentParser(prog="python -m lthlib.lmc", description=_DESCRIPTION)
+    _add_options(p)
+    return handle(p.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lthlib import bench, plateau
+from lthlib import bench, lmc, plateau
 from lthlib.cli import build_parser, main
 from lthlib.report import build
 
@@ -13,6 +13,7 @@ def test_every_subcommand_has_a_handler():
     for argv, handler in ((["bench", "--quick"], bench.handle),
                           (["book", "check"], None),
                           (["plateau", "--epochs", "2"], plateau.handle),
+                          (["lmc", "--levels", "0", "3"], lmc.handle),
                           (["runs", "ls"], None), (["run", "imp"], None),
                           (["sweep"], None)):
         args = parser.parse_args(argv)
@@ -24,7 +25,7 @@ def test_every_subcommand_has_a_handler():
 
 @pytest.mark.parametrize("argv", [["runs", "ls"], ["runs", "migrate"],
                                   ["run", "imp", "--profile", "smoke"],
-                                  ["plateau", "--epochs", "1"]])
+                                  ["plateau", "--epochs", "1"], ["lmc", "--levels", "0"]])
 def test_outside_a_repository_the_store_is_a_clear_error(argv, tmp_path, monkeypatch, capsys):
     """No repository above the working directory and no LTH_RUNS_DIR: one line on stderr
     naming both ways to say where the store is, never a traceback."""
