@@ -1,32 +1,50 @@
 """How fast ResNet-18 trains: the textbook loop against the path the experiments use.
 
-``python -m lthlib.bench --conv --json``. Three loops run in turns (several rounds, each loop a
+``python -m lthlib.bench --conv --json``. The loops run in turns (several rounds, each loop a
 few seconds per round) so that all of them see the same machine load:
 
 * ``plain``: one network, NCHW float32, ``torch.optim.SGD`` with momentum, batches from a
-  ``DataLoader`` over torchvision's dataset with ``ToTensor`` (what a newcomer writes);
-* ``fast``: :func:`lthlib.conv_engine` as the experiments call it (several networks at once,
-  grouped convolutions, channels_last, tensors in memory), float32;
-* ``bf16``: the same under bfloat16 autocast, only where the hardware has native bf16 (AMX or
-  AVX512-BF16 on a CPU, or a GPU); otherwise null.
+  ``DataLoader`` over torchvision's dataset with ``ToTensor`` (what a newcomer writes), at
+  torch's default thread count (every core);
+* ``one process``: :mod:`lthlib.conv_engine` as the experiments call it (channels_last,
+  tensors in memory, the stage's networks packed per :func:`conv_engine.group_size`), float32,
+  at the same thread count as ``plain``;
+* ``side by side`` (CPU): one 1-thread process per core, each running the engine loop, as
+  the long experiments run here (one trial per process, ``OMP_NUM_THREADS=1``); their
+  model-iterations/s add up. This is ``conv_it_s`` on a CPU; on a GPU it is ``one process``;
+* ``bf16``: the one-process loop under bfloat16 autocast, only where the hardware has native
+  bf16 (AMX or AVX512-BF16 on a CPU, or a GPU); otherwise null.
 
 Speeds are model-iterations per second (one network, one minibatch of 128).
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from . import conv_engine
+from .bench_common import machine, provenance, sgemm_gflops, sync
 from .config import paper_model, paper_train
-from .device import default_device, describe_hardware
+from .data import batch_indices, get_datasets, load_tensors
+from .device import default_device
 from .models import create_network
+
+MAX_SIDE_PROCESSES = 8  # memory: each process holds the training set
+_SIDE_CODE = ("import sys, torch; torch.set_num_threads(1); "
+              "from lthlib.conv_bench import side_loop; "
+              "side_loop(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -64,9 +82,6 @@ def train_flop(arch: str = "resnet18", dataset: str = "fashionmnist", batch: int
 
 
 def _plain_step(device: torch.device, dataset: str) -> Callable[[], int]:
-    from torch.utils.data import DataLoader
-
-    from .data import get_datasets
     m = paper_model("resnet18", dataset)
     cfg = paper_train("resnet18")
     net = create_network("resnet18", m.num_classes, m.in_shape, seed=0).to(device)
@@ -92,20 +107,20 @@ def _plain_step(device: torch.device, dataset: str) -> Callable[[], int]:
     return step
 
 
-def _fast_step(device: torch.device, dataset: str, group: int, bf16: bool
-               ) -> Callable[[], int]:
-    """One iteration of ``group`` networks exactly as :func:`conv_engine.train_group` does."""
-    from .data import batch_indices, load_tensors
+def engine_step(device: torch.device, dataset: str, group: int, bf16: bool,
+                seed: int = 0) -> Callable[[], int]:
+    """One iteration of ``group`` networks exactly as :func:`conv_engine.train_group` does;
+    returns the number of model-iterations done."""
     m = paper_model("resnet18", dataset)
     cfg = paper_train("resnet18")
-    states = [create_network("resnet18", m.num_classes, m.in_shape, seed=s).state_dict()
+    states = [create_network("resnet18", m.num_classes, m.in_shape, seed=seed + s).state_dict()
               for s in range(group)]
     net = conv_engine.pack(states, [None] * group, m.in_shape[0], m.num_classes, device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     data = load_tensors(dataset)
     X, Y = data.train_x.to(device), data.train_y.to(device)
-    streams = [batch_indices(len(Y), cfg.batch_size, s) for s in range(group)]
+    streams = [batch_indices(len(Y), cfg.batch_size, seed + s) for s in range(group)]
 
     def step() -> int:
         idx = [next(s).to(device) for s in streams]
@@ -122,52 +137,127 @@ def _fast_step(device: torch.device, dataset: str, group: int, bf16: bool
     return step
 
 
+def side_loop(start_file: str, seconds: float, seed: int, dataset: str) -> None:
+    """A child of :func:`side_by_side`: warm up, say so, wait for the common start, run the
+    CPU engine loop for ``seconds`` and print its model-iterations/s as JSON."""
+    step = engine_step(torch.device("cpu"), dataset, 1, False, seed)
+    step()
+    Path(f"{start_file}.ready{seed}").touch()
+    deadline = time.monotonic() + 600
+    while not os.path.exists(start_file):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no start signal at {start_file} within 600 s")
+        time.sleep(0.01)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        done += step()
+    print(json.dumps({"it_s": done / (time.perf_counter() - t0)}), flush=True)
+
+
+def side_by_side(processes: int, seconds: float, dataset: str = "fashionmnist") -> float:
+    """Summed model-iterations/s of ``processes`` 1-thread engine processes started together
+    (the way long CPU experiments run: one trial per process and core)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = str(Path(tmp) / "start")
+        children = [subprocess.Popen([sys.executable, "-c", _SIDE_CODE, start, str(seconds),
+                                      str(seed), dataset], env=env, stdout=subprocess.PIPE,
+                                     text=True) for seed in range(processes)]
+        deadline = time.monotonic() + 600
+        while sum(Path(f"{start}.ready{s}").exists() for s in range(processes)) < processes:
+            if time.monotonic() > deadline or any(c.poll() not in (None, 0) for c in children):
+                for c in children:
+                    c.kill()
+                raise RuntimeError("a side-by-side bench process failed to start")
+            time.sleep(0.05)
+        Path(start).touch()
+        outputs = [c.communicate()[0] for c in children]
+    if any(c.returncode != 0 for c in children):
+        raise RuntimeError(f"side-by-side bench processes exited with "
+                           f"{[c.returncode for c in children]}")
+    return sum(json.loads(out.strip().splitlines()[-1])["it_s"] for out in outputs)
+
+
+def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
+    """Share of all cores' time that was idle over ``seconds`` (from /proc/stat; None where
+    there is none). Multi-threaded loops slow down far more than 1-thread ones when other
+    work shares the cores, so a ratio taken on a busy machine says little: this records
+    how busy it was."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as fh:
+                ticks = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)
+    first = sample()
+    time.sleep(seconds)
+    second = sample()
+    if first is None or second is None or second[1] == first[1]:
+        return None
+    return round((second[0] - first[0]) / (second[1] - first[1]), 3)
+
+
+def _side_processes(device: torch.device) -> int:
+    """One 1-thread process per core on a multi-core CPU; none on a GPU or a single core."""
+    cores = os.cpu_count() or 1
+    return min(cores, MAX_SIDE_PROCESSES) if device.type == "cpu" and cores > 1 else 0
+
+
 def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: int = 3,
             seconds: float = 8.0, group: int | None = None) -> dict[str, Any]:
-    """Interleaved speeds of the plain, fast and (where native) bf16 loops; see the module."""
+    """Interleaved speeds of the plain, engine, side-by-side and (where native) bf16 loops;
+    see the module docstring for what each one is."""
     dev = default_device(device)
     group = group or conv_engine.group_size(dev, 4)
     loops: dict[str, Callable[[], int]] = {
-        "plain": _plain_step(dev, dataset), "fast": _fast_step(dev, dataset, group, False)}
+        "plain": _plain_step(dev, dataset), "fast": engine_step(dev, dataset, group, False)}
     bf16 = native_bf16(dev)
     if bf16:
-        loops["bf16"] = _fast_step(dev, dataset, group, True)
+        loops["bf16"] = engine_step(dev, dataset, group, True)
     for step in loops.values():  # warm-up: kernel selection, allocator
         step()
+    side = _side_processes(dev)
+    idle_before = cpu_idle_fraction()
     load_before = os.getloadavg()
     done = {k: 0 for k in loops}
     spent = {k: 0.0 for k in loops}
+    side_speeds: list[float] = []
     for _ in range(rounds):
         for name, step in loops.items():
             t0 = time.perf_counter()
             while True:
                 done[name] += step()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
+                sync(dev)
                 if time.perf_counter() - t0 >= seconds:
                     break
             spent[name] += time.perf_counter() - t0
+        if side:
+            side_speeds.append(side_by_side(side, seconds, dataset))
     load_after = os.getloadavg()
     speed = {k: done[k] / spent[k] for k in loops}
-    from .bench import sgemm_gflops
+    fast = sum(side_speeds) / len(side_speeds) if side else speed["fast"]
     flop = train_flop("resnet18", dataset)
-    hw = describe_hardware(dev)
     return {
         "device": str(dev), "threads": torch.get_num_threads(),
-        "cpu": hw.get("cpu"), "gpu": hw.get("gpu"), "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        **machine(), **provenance(),
         "dataset": dataset, "batch_size": paper_train("resnet18").batch_size,
-        "group_size": group,
+        "group_size": group, "side_by_side_processes": side or None,
         "conv_plain_it_s": round(speed["plain"], 3),
-        "conv_it_s": round(speed["fast"], 3),
+        "conv_it_s": round(fast, 3),
+        "conv_one_process_it_s": round(speed["fast"], 3),
         "conv_bf16_it_s": round(speed["bf16"], 3) if bf16 else None,
-        "speedup_fp32": round(speed["fast"] / speed["plain"], 2),
-        "speedup_bf16": round(speed["bf16"] / speed["plain"], 2) if bf16 else None,
+        "speedup_fp32": round(fast / speed["plain"], 2),
+        "speedup_fp32_one_process": round(speed["fast"] / speed["plain"], 2),
+        "speedup_bf16_one_process": round(speed["bf16"] / speed["plain"], 2) if bf16 else None,
         "train_gflop_per_it": round(flop / 1e9, 2),
         "conv_plain_gflops": round(speed["plain"] * flop / 1e9, 1),
-        "conv_gflops": round(speed["fast"] * flop / 1e9, 1),
+        "conv_gflops": round(fast * flop / 1e9, 1),
         "sgemm_gflops": round(sgemm_gflops(dev), 1),
+        "side_by_side_it_s_per_round": [round(v, 3) for v in side_speeds],
         "iterations_measured": done, "seconds_measured": {k: round(v, 1) for k, v in
                                                           spent.items()},
         "loadavg_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "cores": os.cpu_count(),
+        "cpu_idle_fraction_before": idle_before,
     }

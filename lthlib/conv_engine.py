@@ -26,10 +26,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import TensorSplit, augment_batch, batch_indices
-from .train import HISTORY_COLUMNS, early_stop_summary, eval_iterations, lr_factor
+from .schedule import eval_iterations, make_optimizer, make_scheduler
+from .train import HISTORY_COLUMNS, early_stop_summary
 
 State = dict[str, Tensor]
 Masks = dict[str, Tensor]
@@ -202,9 +204,8 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     device = torch.device(device)
     g = len(inits)
     net = pack(inits, masks, data.in_shape[0], data.num_classes, device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, cfg))
+    opt = make_optimizer(net.parameters(), cfg)  # the optimizer train() uses, same rounding
+    sched = make_scheduler(opt, cfg)
     X, Y = data.train_x.to(device), data.train_y.to(device)
     streams = [batch_indices(len(Y), cfg.batch_size, s) for s in batch_seeds]
     sets = {"train": (data.train_eval_x.to(device), data.train_eval_y.to(device)),
@@ -214,7 +215,6 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=cfg.iterations, desc=progress if isinstance(progress, str) else "train",
                    unit="it", leave=False)
     t0 = time.perf_counter()

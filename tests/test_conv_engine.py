@@ -1,15 +1,20 @@
 """The grouped conv engine trains each ResNet as lthlib.train.train does (up to float rounding)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
-from lthlib import conv_engine
+from lthlib import conv_bench, conv_engine
 from lthlib.config import TrainConfig
 from lthlib.data import TensorSplit
 from lthlib.models import create_network
 from lthlib.prune import apply_masks, get_masks, plain_state, prune_network
 from lthlib.train import train
+
+SHARED = Path(os.environ.get("LTH_DATA_DIR") or "data").expanduser().resolve()
 
 
 def _split(device: str = "cpu", n: int = 96, side: int = 8) -> TensorSplit:
@@ -125,10 +130,28 @@ def test_experiments_train_resnets_grouped(monkeypatch) -> None:
 
 
 def test_conv_bench_helpers() -> None:
-    from lthlib.conv_bench import native_bf16, train_flop
-    assert native_bf16(torch.device("cpu")) in (True, False)
-    flop = train_flop("resnet18", "fashionmnist", 128)
+    assert conv_bench.native_bf16(torch.device("cpu")) in (True, False)
+    flop = conv_bench.train_flop("resnet18", "fashionmnist", 128)
     assert 1e10 < flop < 1e11  # about 24 GFLOP per training iteration at batch 128
+    idle = conv_bench.cpu_idle_fraction(0.05)
+    assert idle is None or 0.0 <= idle <= 1.0
+
+
+def test_bench_and_conv_bench_import_without_a_cycle() -> None:
+    """conv_bench takes its measuring primitives from bench_common, never from bench."""
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(conv_bench))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "bench_common" in imported and not {"bench", "bench.lenet"} & imported
+
+
+@pytest.mark.skipif(not (SHARED / "FashionMNIST" / "raw").is_dir(),
+                    reason="LTH_DATA_DIR does not hold FashionMNIST")
+def test_side_by_side_processes_train_and_report() -> None:
+    """Two 1-thread engine processes start together and each reports its speed."""
+    speed = conv_bench.side_by_side(2, 0.3)
+    assert 0.0 < speed < 1000.0
 
 
 def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
