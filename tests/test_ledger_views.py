@@ -39,7 +39,8 @@ def test_verdict_table_and_list_show_the_interval_and_rule(ledger: pd.DataFrame)
     text = ledger_views.verdict_list(ledger)
     assert "95% CI [" in text and "Rule: 95% CI within a factor 1.25 of 2.51x" in text
     assert "paired bootstrap over 3 trials" in text and "Indicative only" in text
-    assert ledger_views.ledger_number(-2160.0) == "-2,160" and ledger_views.ledger_number(0.3239) == "0.324"
+    assert ledger_views.ledger_number(-2160.0) == "-2,160"
+    assert ledger_views.ledger_number(0.3239) == "0.324"
     assert ledger_views.ledger_interval(None, 1.0) == "-"
 
 
