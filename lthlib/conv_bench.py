@@ -12,6 +12,8 @@ few seconds per round) so that all of them see the same machine load:
 * ``side by side`` (CPU): one 1-thread process per core, each running the engine loop, as
   the long experiments run here (one trial per process, ``OMP_NUM_THREADS=1``); their
   model-iterations/s add up. This is ``conv_it_s`` on a CPU; on a GPU it is ``one process``;
+* ``compiled``: the one-process loop with its forward pass and loss through torch.compile
+  (inductor), float32; its compile time is reported apart (it is paid once per process);
 * ``bf16``: the one-process loop under bfloat16 autocast, only where the hardware has native
   bf16 (AMX or AVX512-BF16 on a CPU, or a GPU); otherwise null.
 
@@ -108,7 +110,7 @@ def _plain_step(device: torch.device, dataset: str) -> Callable[[], int]:
 
 
 def engine_step(device: torch.device, dataset: str, group: int, bf16: bool,
-                seed: int = 0) -> Callable[[], int]:
+                seed: int = 0, compiled: bool = False) -> Callable[[], int]:
     """One iteration of ``group`` networks exactly as :func:`conv_engine.train_group` does;
     returns the number of model-iterations done."""
     m = paper_model("resnet18", dataset)
@@ -121,15 +123,13 @@ def engine_step(device: torch.device, dataset: str, group: int, bf16: bool,
     data = load_tensors(dataset)
     X, Y = data.train_x.to(device), data.train_y.to(device)
     streams = [batch_indices(len(Y), cfg.batch_size, seed + s) for s in range(group)]
+    loss_fn = conv_engine.loss_function(compiled)
 
     def step() -> int:
         idx = [next(s).to(device) for s in streams]
         xs = torch.cat([X[i] for i in idx], dim=1).contiguous(memory_format=torch.channels_last)
         ys = torch.stack([Y[i] for i in idx], dim=1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = net(xs)
-        logits = logits.float()
-        loss = sum(F.cross_entropy(logits[:, j], ys[:, j]) for j in range(group))
+        loss = loss_fn(net, xs, ys, bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -205,9 +205,10 @@ def _side_processes(device: torch.device) -> int:
 
 
 def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: int = 3,
-            seconds: float = 8.0, group: int | None = None) -> dict[str, Any]:
-    """Interleaved speeds of the plain, engine, side-by-side and (where native) bf16 loops;
-    see the module docstring for what each one is."""
+            seconds: float = 8.0, group: int | None = None,
+            compiled: bool = True) -> dict[str, Any]:
+    """Interleaved speeds of the plain, engine, side-by-side, compiled (``compiled``) and
+    (where native) bf16 loops; see the module docstring for what each one is."""
     dev = default_device(device)
     group = group or conv_engine.group_size(dev, 4)
     loops: dict[str, Callable[[], int]] = {
@@ -217,6 +218,12 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
         loops["bf16"] = engine_step(dev, dataset, group, True)
     for step in loops.values():  # warm-up: kernel selection, allocator
         step()
+    compile_s = None
+    if compiled:
+        loops["compiled"] = engine_step(dev, dataset, group, False, compiled=True)
+        t0 = time.perf_counter()
+        loops["compiled"]()
+        compile_s = time.perf_counter() - t0
     side = _side_processes(dev)
     idle_before = cpu_idle_fraction()
     load_before = os.getloadavg()
@@ -247,9 +254,13 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
         "conv_plain_it_s": round(speed["plain"], 3),
         "conv_it_s": round(fast, 3),
         "conv_one_process_it_s": round(speed["fast"], 3),
+        "conv_compiled_it_s": round(speed["compiled"], 3) if compiled else None,
+        "compile_s": round(compile_s, 1) if compile_s is not None else None,
         "conv_bf16_it_s": round(speed["bf16"], 3) if bf16 else None,
         "speedup_fp32": round(fast / speed["plain"], 2),
         "speedup_fp32_one_process": round(speed["fast"] / speed["plain"], 2),
+        "speedup_fp32_compiled_one_process": (round(speed["compiled"] / speed["plain"], 2)
+                                              if compiled else None),
         "speedup_bf16_one_process": round(speed["bf16"] / speed["plain"], 2) if bf16 else None,
         "train_gflop_per_it": round(flop / 1e9, 2),
         "conv_plain_gflops": round(speed["plain"] * flop / 1e9, 1),

@@ -19,7 +19,8 @@ that is a config field (``ExperimentConfig.precision``), never the default.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -189,12 +190,41 @@ def _evaluate(net: GroupedResNet, x: Tensor, y: Tensor, bf16: bool,
     return [(float(loss[j]) / len(y), int(correct[j]) / len(y)) for j in range(g)]
 
 
+def group_loss(net: GroupedResNet, x: Tensor, ys: Tensor, bf16: bool) -> Tensor:
+    """The sum of each network's mean cross-entropy on its own batch (``ys``: (N, G)), so
+    that backward gives every network exactly its own gradient."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = net(x)
+    logits = logits.float()
+    return sum((F.cross_entropy(logits[:, j], ys[:, j]) for j in range(net.g)),
+               torch.zeros((), device=x.device))
+
+
+LossFn = Callable[[GroupedResNet, Tensor, Tensor, bool], Tensor]
+
+
+def loss_function(compiled: bool) -> LossFn:
+    """:func:`group_loss`, or its torch.compile'd form (inductor fuses BatchNorm, ReLU and the
+    residual adds around the convolutions; measured 1.17x at one CPU thread). Compiling is
+    lazy: :func:`train_group` falls back to eager if the first compiled call fails."""
+    if not compiled:
+        return group_loss
+    try:
+        return torch.compile(group_loss, dynamic=False)
+    except (RuntimeError, ImportError) as err:  # no dynamo on this platform or Python
+        warnings.warn(f"torch.compile unavailable ({err}); training eagerly", stacklevel=2)
+        return group_loss
+
+
 def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: TensorSplit,
                 cfg: TrainConfig, batch_seeds: Sequence[int],
                 device: torch.device | str = "cpu", augment: bool = False,
-                bf16: bool = False, progress: bool | str = False) -> list[ConvResult]:
+                bf16: bool = False, progress: bool | str = False,
+                compiled: bool = False) -> list[ConvResult]:
     """Train ``len(inits)`` ResNets at once; per network the same history, early stop and final
-    state that :func:`lthlib.train.train` gives (up to float rounding)."""
+    state that :func:`lthlib.train.train` gives (up to float rounding). ``compiled`` runs the
+    forward pass and loss through torch.compile (other float rounding; see
+    :func:`loss_function`)."""
     if not (len(inits) == len(masks) == len(batch_seeds)) or not inits:
         raise ValueError(f"inits, masks and batch_seeds must be equal non-empty lists, got "
                          f"{len(inits)}, {len(masks)}, {len(batch_seeds)}")
@@ -212,6 +242,7 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
             "val": (data.val_x.to(device), data.val_y.to(device)),
             "test": (data.test_x.to(device), data.test_y.to(device))}
     evals = set(eval_iterations(cfg))
+    loss_fn = loss_function(compiled)
     rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
     bar = None
     if progress:
@@ -234,10 +265,15 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
         if augment:
             xs = [augment_batch(x, torch.Generator(device=x.device).manual_seed(
                 s * 1_000_003 + it)) for x, s in zip(xs, batch_seeds)]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = net(_stack_inputs(xs))
-        logits = logits.float()
-        loss = sum(F.cross_entropy(logits[:, j], ys[:, j]) for j in range(g))
+        try:
+            loss = loss_fn(net, _stack_inputs(xs), ys, bf16)
+        except Exception as err:  # compiling failed (no C++ compiler, ...): train eagerly
+            if loss_fn is group_loss:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training "
+                          f"eagerly", stacklevel=2)
+            loss_fn = group_loss
+            loss = loss_fn(net, _stack_inputs(xs), ys, bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -267,4 +303,4 @@ def group_size(device: torch.device | str, members: int, default_cpu: int = 1) -
 
 
 __all__ = ["GroupedResNet", "pack", "unpack", "train_group", "supports", "group_size",
-           "ConvResult"]
+           "ConvResult", "group_loss", "loss_function"]

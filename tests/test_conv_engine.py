@@ -166,3 +166,39 @@ def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
     monkeypatch.undo()
     assert "precision" not in config.make_experiment("global-imp", "resnet18",
                                                      "fashionmnist", "mini").to_dict()
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch) -> None:
+    """Where compiling fails (no C++ compiler, no dynamo), training goes on eagerly: with a
+    warning, and with the eager path's numbers."""
+    data = _split()
+    inits, masks = _members()
+    eager = conv_engine.train_group(inits, masks, data, CFG, [3, 4])
+
+    def broken(fn, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="training eagerly"):
+        got = conv_engine.train_group(inits, masks, data, CFG, [3, 4], compiled=True)
+    for a, b in zip(got, eager):
+        assert a.history.equals(b.history)
+        assert all(torch.equal(a.final_state[k], b.final_state[k]) for k in b.final_state)
+
+
+@pytest.mark.slow
+def test_compiled_matches_train_cpu() -> None:
+    """torch.compile changes only float rounding: histories and states as train() gives."""
+    data = _split()
+    inits, masks = _members()
+    got = conv_engine.train_group(inits, masks, data, CFG, [3, 4], compiled=True)
+    for init, mask, seed, res in zip(inits, masks, [3, 4], got):
+        hist, state = _reference(init, mask, data, seed)
+        for col in hist.columns[1:]:
+            assert torch.allclose(torch.tensor(res.history[col].to_numpy()),
+                                  torch.tensor(hist[col].to_numpy()), atol=2e-4), col
+        for k, v in state.items():
+            assert torch.allclose(res.final_state[k].float(), v.float(), atol=2e-4,
+                                  rtol=1e-3), k
