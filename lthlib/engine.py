@@ -51,6 +51,9 @@ ENGINE_ARCHS = ("lenet", "mlp")
 HISTORY_COLUMNS = ["iteration", "train_loss", "train_acc", "val_loss", "val_acc",
                    "test_loss", "test_acc"]
 _BATCH_BLOCK = 256  # batch index blocks moved to the device at once
+# dense members per stack on a CPU: larger populations are cut into several stacks stepped
+# one after the other on each thread (a smaller working set per step; runs/bench/)
+_STACK_MEMBERS_CPU = 4
 
 
 @dataclass
@@ -103,7 +106,7 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     threshold = sparse_threshold(device, sparse_below)
-    n_parts, intra = _split(k, device, threads, parts)
+    n_lanes, intra = _split(k, device, threads, parts)
     fit = (data.train_x.to(device).reshape(len(data.train_y), -1), data.train_y.to(device))
     evals = eval_sets((data.train_eval_x, data.train_eval_y), (data.val_x, data.val_y),
                       (data.test_x, data.test_y), device)
@@ -119,18 +122,22 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
         torch.set_num_threads(intra)
         # the dense members, then the very sparse ones: each set split into parts
         for members in ([i for i in range(k) if i not in sparse], sorted(sparse)):
-            groups = _balanced_parts(members, seeds, n_parts)
-            if not groups:
+            if not members:
                 continue
+            lanes = min(n_lanes, len(members))
+            cap = _STACK_MEMBERS_CPU if (device.type == "cpu" and parts is None
+                                         and members[0] not in sparse) else len(members)
+            groups = _balanced_parts(members, seeds, max(lanes, -(-len(members) // cap)))
             stacks = [_sparse_stack(names, [inits[i] for i in g], [masks[i] for i in g],
                                     train, threshold) if members[0] in sparse else
                       DenseStack(names, [inits[i] for i in g], [masks[i] for i in g], train,
                                  device) for g in groups]
             feed = _Feed([[seeds[i] for i in g] for g in groups], fit, train.batch_size,
                          device)
-            stack = stacks[0] if len(stacks) == 1 else ThreadedParts(stacks, intra)
+            stack = (stacks[0] if len(stacks) == 1 else
+                     ThreadedParts(stacks, lanes=lanes, intra_threads=intra))
             overlap = (overlap_eval if overlap_eval is not None  # single-threaded parts only
-                       else device.type == "cpu" and intra == 1 and len(groups) < threads)
+                       else device.type == "cpu" and intra == 1 and lanes < threads)
             worker = EvalWorker(lambda model: eval_rows(model, evals)) if overlap else None
             points: dict[int, list[dict[str, float]]] = {}  # iteration -> row per member
             try:
@@ -265,8 +272,8 @@ class _Feed:
 
 
 def _split(k: int, device: torch.device, threads: int, parts: int | None) -> tuple[int, int]:
-    """(parts, intra-op threads per part). Automatic on CPU: one single-threaded part per
-    thread (see :mod:`lthlib.thread_parts`); on a GPU one part on every thread."""
+    """(lanes, intra-op threads per lane). Automatic on CPU: one single-threaded lane per
+    thread (see :mod:`lthlib.thread_parts`); on a GPU one lane on every thread."""
     if parts is not None:
         n = max(1, min(int(parts), k))
         return n, max(1, threads // n)

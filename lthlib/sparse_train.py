@@ -137,7 +137,7 @@ class SparseStack:
             acts = self._forward(j, xj)
             logp = torch.log_softmax(acts[-1].t(), dim=1)
             grad = torch.zeros_like(logp)
-            grad[torch.arange(len(yj)), yj] = -1.0 / len(yj)
+            grad.scatter_(1, yj.unsqueeze(1), -1.0 / len(yj))
             dz = torch._log_softmax_backward_data(grad, logp, 1, logp.dtype).t()
             for i in range(len(self.layers[j]) - 1, -1, -1):
                 lay, below = self.layers[j][i], acts[i]

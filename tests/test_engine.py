@@ -336,3 +336,21 @@ def test_threaded_parts_wait_for_queued_steps_and_report_a_failed_one():
     bad.close()
     with pytest.raises(ValueError, match="ahead must be >= 1"):
         ThreadedParts([Part(1)], ahead=0)
+
+
+def test_population_cut_into_stacks_gives_each_member_its_own_numbers(data):
+    """More members than one stack holds on a CPU (two stacks stepped in turn on one thread,
+    or one lane each on two threads): every member's weights and history are bit for bit
+    those it gets when trained alone."""
+    cfg = TrainConfig("adam", 1.2e-3, 60, 30, eval_every=10)
+    _, inits, masks = _members("lenet", [None, 0.5, None, 0.2, 0.5, None])
+    seeds = [1, 1, 2, 1, 2, 1]
+    alone = [engine.train_population("lenet", [i], [m], data, cfg, [s], threads=1)[0]
+             for i, m, s in zip(inits, masks, seeds)]
+    for threads in (1, 2):
+        together = engine.train_population("lenet", inits, masks, data, cfg, seeds,
+                                           threads=threads)
+        for a, b in zip(alone, together):
+            pd.testing.assert_frame_equal(a.history, b.history, check_exact=True)
+            for key, value in a.final_state.items():
+                assert torch.equal(b.final_state[key], value), key
