@@ -25,11 +25,12 @@ from typing import Any
 import pandas as pd
 
 from . import bench, lmc, plateau
+from .command import run_handler
 from .config import (ARCHS, DATASETS, EXPERIMENTS, PROFILES, RESNET_LR_SETTINGS,
                      ExperimentConfig, experiment_from_dict, make_experiment)
 from .experiments import run_experiment
 from .report import build
-from .store import CorruptRecordError, RunStore
+from .store import RunStore
 from .store_transfer import import_trials, migrate_hashes
 from .sweep import run_sweep
 
@@ -227,8 +228,4 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's arguments) and run the chosen subcommand.
     Bad values end with one line on stderr naming the value and what is allowed (exit 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except (ValueError, FileNotFoundError, ImportError, CorruptRecordError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_handler(args.handler, args)

@@ -30,10 +30,11 @@ import torch
 from torch import nn
 
 from . import engine
+from .atomic import atomic_write_text
+from .command import run_handler
 from .config import PROFILE_ORDER
 from .data import TensorSplit, load_tensors_for
 from .device import default_device, describe_hardware
-from .atomic import atomic_write_text
 from .members import derive_seed
 from .models import create_network
 from .record_files import df_to_csv_text, sha256_text
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lthlib.lmc [options]``: the same as ``python -m lthlib lmc``."""
     p = argparse.ArgumentParser(prog="python -m lthlib.lmc", description=_DESCRIPTION)
     _add_options(p)
-    return handle(p.parse_args(argv))
+    return run_handler(handle, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -24,14 +24,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig, check_choice, paper_model, paper_train, ARCHS, DATASETS
+from .atomic import atomic_save, atomic_write_text
+from .command import run_handler
+from .config import ARCHS, DATASETS, TrainConfig, check_choice, paper_model, paper_train
 from .data import _check_batching, batch_indices, load_tensors
 from .device import default_device, describe_hardware
 from .models import create_network
-from .atomic import atomic_save, atomic_write_text
 from .record_files import df_to_csv_text
+from .schedule import lr_factor, make_optimizer
 from .store import git_commit, resolve_runs_dir
-from .train import lr_factor, make_optimizer
 
 PRECISIONS = ("fp32", "bf16")
 _DESCRIPTION = ("Train one dense network long, evaluated every epoch, to find the budget at "
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m lthlib.plateau [options]``: the same as ``python -m lthlib plateau``."""
     ap = argparse.ArgumentParser(prog="python -m lthlib.plateau", description=_DESCRIPTION)
     _add_options(ap)
-    return handle(ap.parse_args(argv))
+    return run_handler(handle, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

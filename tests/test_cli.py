@@ -35,3 +35,12 @@ def test_outside_a_repository_the_store_is_a_clear_error(argv, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "--runs-dir" in err and "LTH_RUNS_DIR" in err
+
+
+@pytest.mark.parametrize("alias, argv", [(plateau.main, ["--epochs", "1"]),
+                                         (lmc.main, ["--levels", "0"])])
+def test_module_aliases_end_the_same_way(alias, argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LTH_RUNS_DIR", raising=False)
+    assert alias(argv) == 2
+    assert "--runs-dir" in capsys.readouterr().err
