@@ -12,9 +12,14 @@ update is each network's update. Masks multiply the weights as ``torch.nn.utils.
 (``weight_orig * weight_mask``). Numerics equal :func:`lthlib.train.train` up to float
 rounding (other convolution kernels), which ``tests/test_conv_engine.py`` checks.
 
-The memory layout is channels_last, which oneDNN runs faster on CPU; ``bf16=True`` runs the
-forward pass under bfloat16 autocast (CPUs with AMX/AVX512-BF16, and GPUs): a change of numerics
-that is a config field (``ExperimentConfig.precision``), never the default.
+The memory layout is channels_last, which oneDNN runs faster on CPU (its backward kernels
+especially); ``bf16=True`` runs the forward pass under bfloat16 autocast (CPUs with
+AMX/AVX512-BF16, and GPUs): a change of numerics that is a config field
+(``ExperimentConfig.precision``), never the default. ``compiled=True`` sends the forward pass
+and loss through torch.compile, whose fused BatchNorm/ReLU/add kernels save the memory passes
+that eager mode makes around every convolution; it changes float rounding only, costs a
+compile of about 40 s per process, and is off unless asked for. ``python -m lthlib.bench
+--conv`` measures each of these against a textbook loop.
 """
 from __future__ import annotations
 
