@@ -42,33 +42,24 @@ class _Failed:
 
 
 class ThreadedParts:
-    """Parts stepped and evaluated together on ``lanes`` threads; members in part order.
+    """Parts stepped and evaluated together; members in part order. Call :meth:`close`.
 
-    Part i runs on lane ``i % lanes``; a lane steps its parts one after the other, so a
-    population can be cut into stacks smaller than one per thread (measured faster on a
-    CPU: their working set stays in cache). Steps do not wait: lane 0 runs on the calling
-    thread and every other lane's steps queue up on its own thread (at most ``ahead`` of
-    them), so a lane that is briefly slower (a core taken by another process) delays no one
-    until the next evaluation. Evaluation, snapshots and final states wait for every queued
-    step first. Call :meth:`close` when done.
+    Steps do not wait: part 0 runs on the calling thread and every other part's steps queue
+    up on its own thread (at most ``ahead`` of them), so a part that is briefly slower (a
+    core taken by another process) delays no one until the next evaluation. Evaluation,
+    snapshots and final states wait for every queued step first.
     """
 
-    def __init__(self, parts: Sequence[Part], lanes: int | None = None,
-                 intra_threads: int = 1, ahead: int = 8) -> None:
+    def __init__(self, parts: Sequence[Part], intra_threads: int = 1, ahead: int = 8) -> None:
         if not parts:
             raise ValueError("ThreadedParts needs at least one part")
-        lanes = len(parts) if lanes is None else int(lanes)
-        if not 1 <= lanes <= len(parts):
-            raise ValueError(f"lanes must be in [1, {len(parts)}] (one per part at most), "
-                             f"got {lanes}")
         if ahead < 1:
             raise ValueError(f"ahead must be >= 1, got {ahead}")
         self.parts = list(parts)
         self.k = sum(p.k for p in self.parts)
-        self._lanes = [list(range(i, len(parts), lanes)) for i in range(lanes)]
         self._jobs: list[queue.Queue[Any]] = [queue.Queue(maxsize=ahead)
-                                              for _ in self._lanes[1:]]
-        self._done: list[queue.Queue[Any]] = [queue.Queue() for _ in self._lanes[1:]]
+                                              for _ in self.parts[1:]]
+        self._done: list[queue.Queue[Any]] = [queue.Queue() for _ in self.parts[1:]]
         self._threads = [threading.Thread(target=self._serve, args=(jobs, done, intra_threads),
                                           daemon=True)
                          for jobs, done in zip(self._jobs, self._done)]
@@ -94,49 +85,42 @@ class ThreadedParts:
             if reply:
                 done.put(_Failed(error) if error is not None else result)
 
-    def _run(self, call: Callable[[int], Any], wait: bool = True) -> list[Any]:
-        """``call(i)`` for every part i, each on its lane's thread; with ``wait``, the
-        results in part order once every lane is done (and every step queued before)."""
-        def lane(members: list[int]) -> Callable[[], list[Any]]:
-            return lambda: [call(i) for i in members]
-
-        for jobs, members in zip(self._jobs, self._lanes[1:]):
-            jobs.put((lane(members), wait))
+    def _run(self, calls: list[Callable[[], Any]], wait: bool = True) -> list[Any]:
+        """``calls[i]()`` on part i's thread, all at once; with ``wait``, their results in
+        order once every part is done (and every queued step before them)."""
+        for jobs, call in zip(self._jobs, calls[1:]):
+            jobs.put((call, wait))
         try:
-            first: Any = lane(self._lanes[0])()
+            first = calls[0]()
         except BaseException as exc:  # noqa: BLE001 - raised once the others are done
             first = _Failed(exc)
         out = [first] + ([done.get() for done in self._done] if wait else [])
         for result in out:
             if isinstance(result, _Failed):
                 raise result.error
-        if not wait:
-            return []
-        by_part: dict[int, Any] = {}
-        for members, results in zip(self._lanes, out):
-            by_part.update(zip(members, results))
-        return [by_part[i] for i in range(len(self.parts))]
+        return out
 
     def step(self, x: Sequence[Tensor], y: Sequence[Tensor], lr: float) -> None:
         """One update of every part (``x[i]``, ``y[i]``: part i's batch), not waited for."""
-        self._run(lambda i: self.parts[i].step(x[i], y[i], lr), wait=False)
+        self._run([lambda p=p, xb=xb, yb=yb: p.step(xb, yb, lr)
+                   for p, xb, yb in zip(self.parts, x, y)], wait=False)
 
     def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]:
-        """Every member's loss and accuracy, the lanes evaluated at once."""
+        """Every member's loss and accuracy, the parts evaluated at once."""
         losses: list[float] = []
         accs: list[float] = []
-        for loss, acc in self._run(lambda i: self.parts[i].evaluate(data)):
+        for loss, acc in self._run([lambda p=p: p.evaluate(data) for p in self.parts]):
             losses += loss
             accs += acc
         return losses, accs
 
     def snapshot(self) -> Snapshots:
         """Frozen copies of every part, for evaluation beside training."""
-        return Snapshots(self._run(lambda i: self.parts[i].snapshot()))
+        return Snapshots(self._run([p.snapshot for p in self.parts]))
 
     def final_states(self) -> list[dict[str, Tensor]]:
         """Every member's final weights, in part order."""
-        return [state for states in self._run(lambda i: self.parts[i].final_states())
+        return [state for states in self._run([p.final_states for p in self.parts])
                 for state in states]
 
     def close(self) -> None:

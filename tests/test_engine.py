@@ -338,10 +338,10 @@ def test_threaded_parts_wait_for_queued_steps_and_report_a_failed_one():
         ThreadedParts([Part(1)], ahead=0)
 
 
-def test_population_cut_into_stacks_gives_each_member_its_own_numbers(data):
-    """More members than one stack holds on a CPU (two stacks stepped in turn on one thread,
-    or one lane each on two threads): every member's weights and history are bit for bit
-    those it gets when trained alone."""
+def test_population_in_stacks_gives_each_member_its_own_numbers(data):
+    """Six members with pruned and dense ones and two batch seeds, in one stack (one thread)
+    or in two parts (two threads): every member's weights and history are bit for bit those
+    it gets when trained alone."""
     cfg = TrainConfig("adam", 1.2e-3, 60, 30, eval_every=10)
     _, inits, masks = _members("lenet", [None, 0.5, None, 0.2, 0.5, None])
     seeds = [1, 1, 2, 1, 2, 1]
