@@ -11,15 +11,16 @@ Modules, each with one job (imports point down the list):
   :class:`Context` of a chapter's results; :mod:`.replicates`, :mod:`.overview`: tables;
 - :mod:`.verdicts`, :mod:`.evidence`, :mod:`.claims`, :mod:`.judge`, :mod:`.evaluate`,
   :mod:`.lmc_claims`, :mod:`.ledger_views`: the claims ledger, from rules to reading;
-- :mod:`.plots`, :mod:`.ticket_plots`: figures; :mod:`.discussion`, :mod:`.ticket_prose`,
+- :mod:`.plots`, :mod:`.ticket_plots`: figures; :mod:`.figure8`: chapter 7.7's settings;
+  :mod:`.discussion`, :mod:`.ticket_prose`,
   :mod:`.demos`: the chapters' prose and live checks;
 - :mod:`.build`, :mod:`.site`: papermill, Jupyter Book, the site check, the ``book``
   command (imported on demand: ``from lthlib.report import build``).
 """
 from __future__ import annotations
 
-from . import (analysis, claims, demos, discussion, ledger_views, lmc_claims, plots,
-               ticket_plots, ticket_prose, verdicts)
+from . import (analysis, claims, demos, discussion, figure8, ledger_views, lmc_claims,
+               plots, ticket_plots, ticket_prose, verdicts)
 from .analysis import (compare_levels, gaps_by_trial, level_means, smallest_gap_by_trial,
                        ticket_gaps)
 from .chapters import CHAPTERS, Chapter, Need, chapter_path, compute_allowed, get_chapter
@@ -33,7 +34,8 @@ from .text import (DATASET_NAMES, OUR_CHOICES, deviations_markdown, pct, show_ma
                    show_table)
 
 __all__ = [
-    "analysis", "claims", "demos", "discussion", "ledger_views", "lmc_claims", "plots",
+    "analysis", "claims", "demos", "discussion", "figure8", "ledger_views", "lmc_claims",
+    "plots",
     "ticket_plots", "ticket_prose", "verdicts",
     "CHAPTERS", "Chapter", "Need", "Context", "chapter_path", "compute_allowed",
     "get_chapter", "prepare", "with_stored_datasets",

@@ -25,18 +25,21 @@ class Need:
     experiment: str
     arch: str = "lenet"
     lr_setting: str = ""
+    rewind_iteration: int = 0  # late rewinding (beyond the paper): survivors reset to θk
 
     @property
     def key(self) -> str:
         """Short name used to look results up in a :class:`Context` (``imp``,
-        ``global-imp/lr0.1``)."""
-        return self.experiment + (f"/{self.lr_setting}" if self.lr_setting else "")
+        ``global-imp/lr0.1``, ``global-imp/lr0.1/rewind429``)."""
+        return (self.experiment + (f"/{self.lr_setting}" if self.lr_setting else "")
+                + (f"/rewind{self.rewind_iteration}" if self.rewind_iteration else ""))
 
     def config(self, dataset: str, profile: str, trials: int = 1,
                rounds: int | None = None) -> ExperimentConfig:
         """The experiment config of this need (the paper's settings with ``profile``)."""
         return make_experiment(self.experiment, self.arch, dataset, profile, trials,
-                               lr_setting=self.lr_setting or None, rounds=rounds)
+                               lr_setting=self.lr_setting or None, rounds=rounds,
+                               rewind_iteration=self.rewind_iteration)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,11 @@ class Chapter:
                                                                        "Appendix: ")
 
 
+# One epoch of FashionMNIST's 55,000 training images at batch 128: the late-rewinding point
+# of Figure 8's fourth panel (Frankle et al. 2019 rewind to a small fraction of training).
+FIG8_REWIND_ITERATION = 429
 _FIG8 = tuple(Need("global-imp", "resnet18", s) for s in RESNET_LR_SETTINGS)
+
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("intro", "The lottery ticket hypothesis, reproduced", "7.1"),
     Chapter("02_models_data", "Models and datasets", "7.2"),
@@ -69,9 +76,9 @@ CHAPTERS: tuple[Chapter, ...] = (
             (Need("oneshot"), Need("imp")), datasets=("mnist", "fashionmnist")),
     Chapter("06_iterative_pruning", "Iterative pruning and re-initialisation (Figures 3, 4a)",
             "7.6", (Need("imp"), Need("oneshot")), datasets=("mnist", "fashionmnist")),
-    Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7", _FIG8,
-            arch="resnet18", datasets=("fashionmnist", "cifar10"), fallback="mini",
-            rounds=10),
+    Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7",
+            _FIG8, arch="resnet18", datasets=("fashionmnist", "cifar10"),
+            fallback="converged-cpu"),
     # beyond the assignment: reads IMP trials that stored their masks (lthlib.tickets)
     Chapter("08_examining_tickets", "Beyond the assignment: examining the tickets", "beyond",
             datasets=("mnist", "fashionmnist")),

@@ -171,12 +171,13 @@ class Context:
 
 def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None = None,
             trials: int = 0, runs_dir: str | Path | None = None, rounds: int | None = None,
-            compute: bool | None = None) -> Context:
+            compute: bool | None = None, partial: bool = False) -> Context:
     """Resolve the profile and trials ``chapter`` shows and list in ``ctx.missing`` the
     experiment configs whose trials the store lacks; nothing is trained here.
 
     With computing switched off (``compute=False`` or LTH_BOOK_COMPUTE=0) a missing result
-    is an error naming what to run."""
+    is an error naming what to run, unless ``partial``: then the chapter shows what is
+    finished and names the rest (a chapter whose runs take longer than one sitting)."""
     chap = chapter if isinstance(chapter, Chapter) else get_chapter(chapter)
     dataset = check_choice("dataset", dataset or chap.datasets[0], tuple(DATASET_NAMES))
     root = resolve_runs_dir(runs_dir)
@@ -184,12 +185,12 @@ def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None =
     n = resolve_trials(chap.needs, dataset, prof, trials, root, rounds)
     missing = [need for need in chap.needs
                if finished_trials(need, dataset, prof, root, rounds) < n]
-    if missing and not compute_allowed(compute):
+    if missing and not partial and not compute_allowed(compute):
         raise FileNotFoundError(
             f"{chap.name}: no finished results for {[m.key for m in missing]} "
             f"({dataset}, profile {prof}, {n} trial(s)) in {root}, and computing is off "
             f"(LTH_BOOK_COMPUTE=0); run `make book` or pass compute=True")
-    if missing:
+    if missing and compute_allowed(compute):
         print(f"{chap.name}: to compute {', '.join(m.key for m in missing)} ({dataset}, "
               f"profile {prof}, {n} trial(s)) into {root}", file=sys.stderr, flush=True)
     return Context(chap, dataset, prof, n, root, rounds=rounds,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis import TICKET_PM, closest_level, level_means, smallest_gap_by_trial, ticket_gaps
+from .analysis import TICKET_PM, closest_level, level_means
 from .context import Context
 from .ledger_views import claim_detail, claim_value
 from .text import DATASET_NAMES, pct
@@ -106,38 +106,6 @@ def sparsest_ticket_text(ctx: Context, network: str) -> str:
             f"{100 * acc.mean():+.2f} pp); the sparsest ticket (Pm = {pct(t.pm.iloc[-1])}) "
             f"reaches {pct(t.test_acc.iloc[-1], 2)} against {pct(t.test_acc.iloc[0], 2)} "
             f"for the dense {network}.")
-
-
-def figure8_text(settings: Mapping[str, Any], trials: int) -> str:
-    """7.7 (d): per lr setting the dense network, the best ticket and the ticket's lead over
-    its re-initialised copy; then whether the smallest lead falls at lr 0.1, as the paper's
-    ordering says."""
-    gaps = {s: ticket_gaps(r.summary)["mean"] for s, r in settings.items()}
-    lines = []
-    for name, res in settings.items():
-        t, g = level_means(res.summary), gaps[name]
-        wins = f"{int((g > 0).sum())} of {len(g)}" if len(g) else "none"
-        best = t.final_test_acc.idxmax()
-        lines.append(f"- **{name}**: dense network {pct(t.final_test_acc.iloc[0], 2)}; the "
-                     f"best ticket {pct(t.final_test_acc[best], 2)} at Pm = {pct(t.pm[best])}; "
-                     f"tickets beat their re-initialised copies at {wins} pruned levels"
-                     + (f" (mean gap {100 * g.mean():+.2f} pp)." if len(g) else "."))
-    mean_gap = {s: float(g.mean()) for s, g in gaps.items()}
-    smallest = min(mean_gap, key=lambda s: mean_gap[s])
-    ordering = "appears" if smallest == "lr0.1" else "does not appear"
-    over = "In the one trial" if trials == 1 else f"Averaged over the {trials} trials"
-    return ("\n".join(lines) + f"\n\n{over}, the paper's ordering, with the smallest ticket "
-            f"advantage at lr 0.1, **{ordering}** here: the mean gaps are "
-            + ", ".join(f"{s} {100 * g:+.2f} pp" for s, g in mean_gap.items()) + ".")
-
-
-def figure8_trials_text(settings: Mapping[str, Any]) -> str:
-    """In how many trials the smallest ticket advantage falls at lr 0.1."""
-    per_trial = smallest_gap_by_trial(settings)
-    at_lr01 = sum(s == "lr0.1" for s in per_trial.values())
-    return (f"The smallest ticket advantage falls at lr0.1 in **{at_lr01} of "
-            f"{len(per_trial)}** trial(s) (smallest per trial: "
-            + ", ".join(f"seed {k}: {v}" for k, v in per_trial.items()) + ").")
 
 
 def pruning_without_retraining_text(accuracy: pd.DataFrame, iterations: int) -> str:

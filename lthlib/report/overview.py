@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..config import PROFILE_ORDER
 from ..store import RunStore
-from .chapters import CHAPTERS, Need, complete_profiles, resolve_trials
+from .chapters import CHAPTERS, Need, complete_profiles, finished_trials, resolve_trials
 from .text import (DATASET_NAMES, PAPER_TRIALS, describe_record_hardware, format_duration,
                    wall_time_partial)
 
@@ -76,7 +76,14 @@ def coverage_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
             done = complete_profiles(chap.needs, dataset, runs_dir, chap.rounds)
             best = done[0] if done else ""
             n = resolve_trials(chap.needs, dataset, best, 0, runs_dir, chap.rounds) if best else 0
-            if not best:
+            started = [] if best else [
+                k for k in (finished_trials(need, dataset, chap.fallback, runs_dir, chap.rounds)
+                            for need in chap.needs) if k]
+            if started:  # a chapter whose runs outlast one sitting shows what is finished
+                best, n = chap.fallback, min(started)
+                status = (f"partly run ({best} profile: {len(started)} of {len(chap.needs)} "
+                          f"experiments)")
+            elif not best:
                 status = "not run"
             elif best == "paper" and n >= PAPER_TRIALS:
                 status = "paper settings"
@@ -108,7 +115,8 @@ def coverage_text(coverage: pd.DataFrame) -> str:
 
     status = coverage.status
     return (f"**At the paper's settings:** {named(coverage[status.str.startswith('paper')])}."
-            f"\n\n**At reduced settings:** {named(coverage[status.str.startswith('reduced')])}."
+            f"\n\n**At reduced settings:** "
+            f"{named(coverage[status.str.startswith(('reduced', 'partly'))])}."
             f"\n\n**Not run:** {named(coverage[status == 'not run'])}. CIFAR-10 is not "
             f"available on our build machines, so the paper's CIFAR-10 experiment (Figure 8) "
             f"runs on an available dataset instead; the Figure 8 chapter explains the "

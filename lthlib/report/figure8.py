@@ -1,0 +1,164 @@
+"""Chapter 7.7's view of Figure 8: the paper's three learning-rate settings plus late
+rewinding (beyond the paper), each read from the store with however many trials it has.
+
+Figure 8's runs at the ``converged-cpu`` profile take about an hour and a half of one CPU
+core per trial and setting, longer than one sitting. So the chapter shows every setting with
+its finished trials, says which are still missing, and judges the paper's ordering only on
+the settings that have trials.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import RESNET_LR_SETTINGS, ExperimentConfig
+from ..store import ExperimentResult, RunStore
+from .analysis import level_means, smallest_gap_by_trial, ticket_gaps
+from .chapters import Need
+from .context import Context
+from .text import format_duration, format_wall_time, pct
+
+
+def late_rewind_label(iteration: int) -> str:
+    """Panel and table name of the late-rewinding setting."""
+    return f"lr0.1, rewind to it. {iteration} (beyond the paper)"
+
+
+def late_rewind_config(ctx: Context, iteration: int) -> ExperimentConfig | None:
+    """The config of IMP at lr 0.1 with survivors reset to θ_k (k = ``iteration``) at the
+    chapter's profile, trials and rounds; None when ``iteration`` is 0 (no such panel)."""
+    if not iteration:
+        return None
+    need = Need("global-imp", "resnet18", "lr0.1", iteration)
+    return need.config(ctx.dataset, ctx.profile, ctx.trials, ctx.rounds)
+
+
+def still_missing(ctx: Context, late: ExperimentConfig | None) -> list[ExperimentConfig]:
+    """What the chapter would train: the settings of ``ctx.missing`` plus late rewinding when
+    the store has fewer of its trials than the chapter shows."""
+    todo = list(ctx.missing)
+    if late is not None and len(RunStore(ctx.runs_dir).results(late).trials) < ctx.trials:
+        todo.append(late)
+    return todo
+
+
+def settings(ctx: Context, late: ExperimentConfig | None) -> dict[str, ExperimentResult]:
+    """Setting name -> its finished trials (possibly none), the paper's three first."""
+    out = {s: ctx[f"global-imp/{s}"] for s in RESNET_LR_SETTINGS}
+    if late is not None:
+        out[late_rewind_label(late.rewind_iteration)] = RunStore(ctx.runs_dir).results(late)
+    return out
+
+
+def with_trials(results: Mapping[str, ExperimentResult]) -> dict[str, ExperimentResult]:
+    """Only the settings that have at least one finished trial."""
+    return {k: r for k, r in results.items() if r.trials}
+
+
+def for_figure(results: Mapping[str, ExperimentResult]) -> dict[str, ExperimentResult | None]:
+    """Every setting, None where nothing is finished (its panel stays empty)."""
+    return {k: (r if r.trials else None) for k, r in results.items()}
+
+
+def status_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+    """One row per setting: finished trials (seeds), the sparsest level, the dense network's
+    final test accuracy (mean over trials) and the training time the records hold."""
+    rows = []
+    for name, res in results.items():
+        row: dict[str, Any] = {"setting": name, "finished trials": len(res.trials),
+                               "seeds": ", ".join(str(t.config.seed) for t in res.trials)
+                               or "none yet"}
+        if res.trials:
+            means = level_means(res.summary)
+            row["sparsest Pm"] = pct(float(means.pm.min()))
+            row["dense final test acc."] = pct(float(means.final_test_acc.iloc[0]), 2)
+            row["training time"] = format_wall_time(
+                res.wall_time_s, [t.record for t in res.trials])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def missing_text(results: Mapping[str, ExperimentResult], trials: int) -> str:
+    """A sentence naming the settings with fewer finished trials than the chapter shows."""
+    short = [f"{k} ({len(r.trials)} of {trials})" for k, r in results.items()
+             if len(r.trials) < trials]
+    if not short:
+        return f"Every setting has its {trials} trial(s)."
+    return ("Not finished yet, so shown with fewer trials or not at all: " + ", ".join(short)
+            + ". `python -m lthlib run global-imp --arch resnet18 --dataset fashionmnist "
+              "--profile converged-cpu --lr-setting <setting> --seed <seed>` resumes them.")
+
+
+def ordering_text(results: Mapping[str, ExperimentResult]) -> str:
+    """The paper's ordering (the smallest ticket advantage at lr 0.1), judged on the paper's
+    settings that have trials; late rewinding is reported beside it, not in it."""
+    paper = {k: r for k, r in with_trials(results).items() if k in RESNET_LR_SETTINGS}
+    gaps = {k: ticket_gaps(r.summary)["mean"] for k, r in paper.items()}
+    gaps = {k: g for k, g in gaps.items() if len(g)}
+    if "lr0.1" not in gaps or len(gaps) < 2:
+        return ("The paper's ordering (the smallest ticket advantage at lr 0.1) needs lr 0.1 "
+                "and at least one other setting with finished trials; it cannot be read yet.")
+    mean = {k: float(g.mean()) for k, g in gaps.items()}
+    smallest = min(mean, key=lambda k: mean[k])
+    verdict = "appears" if smallest == "lr0.1" else "does not appear"
+    return (f"Among the settings with finished trials ({', '.join(mean)}), the paper's "
+            f"ordering, with the smallest ticket advantage at lr 0.1, **{verdict}** here: the "
+            "mean gaps over the pruned levels are "
+            + ", ".join(f"{k} {100 * g:+.2f} pp" for k, g in mean.items()) + ".")
+
+
+def plateau_table(runs_dir: str | Path) -> pd.DataFrame:
+    """The dense budgets measured to choose the profile (``runs/plateau``, written by
+    ``python -m lthlib plateau``): epochs, iterations, final test accuracy, its distance to
+    the longest budget's, and the wall time."""
+    rows = []
+    for record in sorted(Path(runs_dir, "plateau").glob("*/record.json")):
+        rec = json.loads(record.read_text())
+        if not rec.get("complete"):
+            continue
+        curve = pd.read_csv(record.parent / "curve.csv")
+        rows.append({"epochs": int(rec["config"]["epochs"]),
+                     "iterations": int(rec["train"]["iterations"]),
+                     "lr": rec["config"]["lr"], "precision": rec["config"]["precision"],
+                     "final test acc.": float(curve["test_acc"].iloc[-1]),
+                     "wall time": format_duration(float(rec["wall_time_s"]))})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).sort_values("epochs").reset_index(drop=True)
+    top = table["final test acc."].iloc[-1]
+    table["below the longest"] = [f"{100 * (top - a):+.2f} pp" for a in table["final test acc."]]
+    table["final test acc."] = [pct(a, 2) for a in table["final test acc."]]
+    return table
+
+
+def setting_lines(results: Mapping[str, ExperimentResult]) -> str:
+    """7.7 (d), one line per setting with trials: the dense network, the best ticket and the
+    ticket's lead over its re-initialised copies."""
+    lines = []
+    for name, res in with_trials(results).items():
+        means, gaps = level_means(res.summary), ticket_gaps(res.summary)["mean"]
+        best = means.final_test_acc.idxmax()
+        wins = f"{int((gaps > 0).sum())} of {len(gaps)}" if len(gaps) else "none"
+        lines.append(f"- **{name}** ({len(res.trials)} trial(s)): dense network "
+                     f"{pct(means.final_test_acc.iloc[0], 2)}; the best ticket "
+                     f"{pct(means.final_test_acc[best], 2)} at Pm = {pct(means.pm[best])}; "
+                     f"tickets beat their re-initialised copies at {wins} pruned levels"
+                     + (f" (mean gap {100 * gaps.mean():+.2f} pp)." if len(gaps) else "."))
+    return "\n".join(lines) if lines else "No setting has a finished trial yet."
+
+
+def trials_text(results: Mapping[str, ExperimentResult]) -> str:
+    """In how many trials, among the paper's settings that have them, the smallest ticket
+    advantage falls at lr 0.1."""
+    paper = {k: r for k, r in with_trials(results).items() if k in RESNET_LR_SETTINGS}
+    if "lr0.1" not in paper or len(paper) < 2:
+        return "No trial has lr 0.1 and another setting finished yet, so no trial can be read."
+    per_trial = smallest_gap_by_trial(paper)
+    at_lr01 = sum(s == "lr0.1" for s in per_trial.values())
+    return (f"The smallest ticket advantage falls at lr0.1 in **{at_lr01} of "
+            f"{len(per_trial)}** trial(s) present in {', '.join(paper)} (smallest per trial: "
+            + ", ".join(f"seed {k}: {v}" for k, v in per_trial.items()) + ").")
