@@ -30,14 +30,14 @@ test-fast: setup
 
 # Execute every chapter with papermill (reading/writing runs/), then build _build/html.
 book: setup
-	$(BIN)/python -m lthlib.book build
+	$(BIN)/python -m lthlib book build
 
 # Build the HTML from the committed executed notebooks without re-executing them.
 book-html: setup
-	$(BIN)/python -m lthlib.book html
+	$(BIN)/python -m lthlib book html
 
 bench: setup
-	$(BIN)/python -m lthlib.bench
+	$(BIN)/python -m lthlib bench
 
 clean-book:
 	rm -rf _build
