@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # The whole suite: library tests, notebooks through papermill at the smoke profile, nbval.
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=12 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q tests -m "not slow"
