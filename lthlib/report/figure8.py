@@ -1,7 +1,7 @@
 """Chapter 7.7's view of Figure 8: the paper's three learning-rate settings plus late
 rewinding (beyond the paper), each read from the store with however many trials it has.
 
-Figure 8's runs at the ``converged-cpu`` profile take about an hour and a half of one CPU
+Figure 8's runs at the ``converged-cpu`` profile take more than an hour of one CPU
 core per trial and setting, longer than one sitting. So the chapter shows every setting with
 its finished trials, says which are still missing, and judges the paper's ordering only on
 the settings that have trials.
