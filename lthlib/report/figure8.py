@@ -2,7 +2,7 @@
 rewinding (beyond the paper), each read from the store with however many trials it has.
 
 Figure 8's runs at the ``converged-cpu`` profile take more than an hour of one CPU
-core per trial and setting, longer than one sitting. So the chapter shows every setting with
+core per trial and setting, so the eight trials outlast one sitting. The chapter shows every setting with
 its finished trials, says which are still missing, and judges the paper's ordering only on
 the settings that have trials.
 """
