@@ -22,7 +22,8 @@ def test_committed_trials_resolve_to_their_folders() -> None:
     for path in configs:
         cfg = experiment_from_dict(json.loads(path.read_text()))
         assert path.parent.name.endswith(cfg.run_id()), path
-        assert "rewind_iteration" not in cfg.to_dict()
+        if cfg.rewind_iteration == 0:  # hash-neutral at the default: older ids unchanged
+            assert "rewind_iteration" not in cfg.to_dict()
 
 
 def test_rewind_iteration_is_hashed_only_when_set() -> None:
