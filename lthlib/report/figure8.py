@@ -82,33 +82,93 @@ def status_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
-def missing_text(results: Mapping[str, ExperimentResult], trials: int) -> str:
-    """A sentence naming the settings with fewer finished trials than the chapter shows."""
-    short = [f"{k} ({len(r.trials)} of {trials})" for k, r in results.items()
-             if len(r.trials) < trials]
-    if not short:
-        return f"Every setting has its {trials} trial(s)."
-    return ("Not finished yet, so shown with fewer trials or not at all: " + ", ".join(short)
-            + ". `python -m lthlib run global-imp --arch resnet18 --dataset fashionmnist "
-              "--profile converged-cpu --lr-setting <setting> --seed <seed>` resumes them.")
+TARGET_TRIALS = 2  # the fewest trials per setting that show a seed-to-seed spread
+TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
+
+
+def _seeds_wanted(res: ExperimentResult, trials: int) -> list[int]:
+    have = {t.config.seed for t in res.trials}
+    return [s for s in range(max(trials, TARGET_TRIALS)) if s not in have]
+
+
+def resume_command(name: str, seed: int, profile: str, rewind_iteration: int = 0) -> str:
+    """The CLI line that trains (or resumes) one trial of a setting of the panel."""
+    setting = "lr0.1" if rewind_iteration else name
+    extra = f" --rewind-iter {rewind_iteration}" if rewind_iteration else ""
+    return (f"python -m lthlib run global-imp --arch resnet18 --dataset fashionmnist "
+            f"--profile {profile} --lr-setting {setting} --seed {seed} --trials 1{extra}")
+
+
+def missing_text(results: Mapping[str, ExperimentResult], trials: int,
+                 profile: str = "converged-cpu", rewind_iteration: int = 0) -> str:
+    """The settings with fewer finished trials than the chapter shows or than
+    :data:`TARGET_TRIALS`, each with the command that trains (or resumes) what is missing."""
+    lines = []
+    for name, res in results.items():
+        late = rewind_iteration if name == late_rewind_label(rewind_iteration) else 0
+        for seed in _seeds_wanted(res, trials):
+            lines.append(f"- {name}, seed {seed}: `"
+                         f"{resume_command(name, seed, profile, late)}`")
+    if not lines:
+        return f"Every setting has its {max(trials, TARGET_TRIALS)} trial(s)."
+    return (f"Still missing for {max(trials, TARGET_TRIALS)} trials per setting (each command "
+            "resumes from the stage files a trial has stored):\n\n" + "\n".join(lines))
+
+
+def trial_gaps(res: ExperimentResult) -> pd.Series:
+    """Each trial's (seed's) mean ticket-minus-re-init gap over the pruned levels."""
+    gaps = ticket_gaps(res.summary)
+    return pd.Series({s: float(gaps[s].dropna().mean()) for s in gaps.columns if s != "mean"},
+                     dtype=float)
+
+
+def gap_noise(res: ExperimentResult) -> tuple[float, str]:
+    """Standard error of a setting's mean gap and where it comes from. With two or more
+    trials: the seed-to-seed spread of the trials' gaps. With one: the test set's sampling
+    alone (each network's accuracy p on n images varies by sqrt(p(1-p)/n); a gap is two
+    networks, averaged over the pruned levels), a lower bound since seeds add their own."""
+    per_trial = trial_gaps(res)
+    if len(per_trial) >= 2:
+        return float(per_trial.std(ddof=1) / len(per_trial) ** 0.5), "trial-to-trial spread"
+    p = float(res.summary["final_test_acc"].mean())
+    levels = max(1, len(ticket_gaps(res.summary)))
+    n = res.trials[0].config.data.eval_subset or TEST_IMAGES
+    return (2 * p * (1 - p) / n / levels) ** 0.5, "test-set sampling only (a lower bound)"
 
 
 def ordering_text(results: Mapping[str, ExperimentResult]) -> str:
-    """The paper's ordering (the smallest ticket advantage at lr 0.1), judged on the paper's
-    settings that have trials; late rewinding is reported beside it, not in it."""
+    """The paper's ordering (the smallest ticket advantage at lr 0.1), judged against noise on
+    the paper's settings that have trials; late rewinding is reported beside it, not in it.
+
+    For each other setting, the difference of mean gaps (it minus lr 0.1) counts as the
+    paper's ordering only when it exceeds twice its standard error, as reversed when below
+    minus twice, and as not distinguishable otherwise."""
     paper = {k: r for k, r in with_trials(results).items() if k in RESNET_LR_SETTINGS}
-    gaps = {k: ticket_gaps(r.summary)["mean"] for k, r in paper.items()}
-    gaps = {k: g for k, g in gaps.items() if len(g)}
-    if "lr0.1" not in gaps or len(gaps) < 2:
+    paper = {k: r for k, r in paper.items() if len(trial_gaps(r))}
+    if "lr0.1" not in paper or len(paper) < 2:
         return ("The paper's ordering (the smallest ticket advantage at lr 0.1) needs lr 0.1 "
                 "and at least one other setting with finished trials; it cannot be read yet.")
-    mean = {k: float(g.mean()) for k, g in gaps.items()}
-    smallest = min(mean, key=lambda k: mean[k])
-    verdict = "appears" if smallest == "lr0.1" else "does not appear"
-    return (f"Among the settings with finished trials ({', '.join(mean)}), the paper's "
-            f"ordering, with the smallest ticket advantage at lr 0.1, **{verdict}** here: the "
-            "mean gaps over the pruned levels are "
-            + ", ".join(f"{k} {100 * g:+.2f} pp" for k, g in mean.items()) + ".")
+    mean = {k: float(trial_gaps(r).mean()) for k, r in paper.items()}
+    noise = {k: gap_noise(r) for k, r in paper.items()}
+    lines = []
+    for k in paper:
+        if k == "lr0.1":
+            continue
+        diff = mean[k] - mean["lr0.1"]
+        se = (noise[k][0] ** 2 + noise["lr0.1"][0] ** 2) ** 0.5
+        if diff > 2 * se:
+            word = "larger than at lr 0.1, as in the paper"
+        elif diff < -2 * se:
+            word = "smaller than at lr 0.1, the reverse of the paper"
+        else:
+            word = "not distinguishable from lr 0.1's"
+        source = " and ".join(dict.fromkeys((noise[k][1], noise["lr0.1"][1])))
+        lines.append(f"- {k}: mean gap {100 * mean[k]:+.2f} pp against lr 0.1's "
+                     f"{100 * mean['lr0.1']:+.2f} pp, a difference of {100 * diff:+.2f} ± "
+                     f"{100 * se:.2f} pp (one standard error, from {source}): **{word}**.")
+    return ("The paper's ordering, with the smallest ticket advantage at lr 0.1, judged "
+            "against noise (a difference counts when it exceeds two standard errors):\n\n"
+            + "\n".join(lines))
 
 
 def plateau_table(runs_dir: str | Path) -> pd.DataFrame:

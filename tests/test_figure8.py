@@ -1,0 +1,80 @@
+"""Chapter 7.7's reading of Figure 8: the ordering of ticket advantages judged against noise,
+and the resume commands for what is missing. Built on small hand-made summaries."""
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lthlib.report import figure8
+from lthlib.report.chapters import Need
+from lthlib.store import ExperimentResult, TrialRecord
+
+PMS = (1.0, 0.644, 0.417, 0.271, 0.178, 0.118)
+
+
+def _summary(gaps: list[float], base: float = 0.92) -> pd.DataFrame:
+    """One trial's summary: a dense ticket, then per pruned level a ticket ``gap`` above its
+    re-initialised copy."""
+    rows = [{"variant": "ticket", "level": 0, "replicate": 0, "pm": 1.0,
+             "final_test_acc": base}]
+    for level, gap in enumerate(gaps, start=1):
+        rows.append({"variant": "ticket", "level": level, "replicate": 0, "pm": PMS[level],
+                     "final_test_acc": base + gap})
+        rows.append({"variant": "reinit", "level": level, "replicate": 0, "pm": PMS[level],
+                     "final_test_acc": base})
+    return pd.DataFrame(rows)
+
+
+def _result(setting: str, per_seed: dict[int, list[float]], rewind: int = 0
+            ) -> ExperimentResult:
+    cfg = Need("global-imp", "resnet18", setting, rewind).config(
+        "fashionmnist", "converged-cpu", 1, None)
+    trials = [TrialRecord(replace(cfg, seed=s), Path("."), _summary(g), {})
+              for s, g in per_seed.items()]
+    return ExperimentResult(cfg, trials)
+
+
+def test_one_trial_noise_is_the_test_sets_sampling() -> None:
+    res = _result("lr0.1", {0: [0.0] * 5})
+    se, source = figure8.gap_noise(res)
+    p = float(res.summary["final_test_acc"].mean())
+    assert se == pytest.approx((2 * p * (1 - p) / 10_000 / 5) ** 0.5)
+    assert "lower bound" in source
+
+
+def test_several_trials_use_their_spread() -> None:
+    res = _result("lr0.1", {0: [0.01] * 5, 1: [0.03] * 5})
+    se, source = figure8.gap_noise(res)
+    assert se == pytest.approx(pd.Series([0.01, 0.03]).std() / 2 ** 0.5)
+    assert source == "trial-to-trial spread"
+
+
+@pytest.mark.parametrize("lr01, lr001, word", [
+    ({0: [0.0] * 5, 1: [0.001] * 5}, {0: [0.02] * 5, 1: [0.021] * 5}, "as in the paper"),
+    ({0: [0.007] * 5}, {0: [0.0085] * 5}, "not distinguishable"),
+    ({0: [0.02] * 5, 1: [0.021] * 5}, {0: [0.0] * 5, 1: [0.001] * 5}, "the reverse"),
+])
+def test_ordering_counts_only_differences_beyond_two_standard_errors(lr01, lr001, word
+                                                                      ) -> None:
+    text = figure8.ordering_text({"lr0.1": _result("lr0.1", lr01),
+                                  "lr0.01": _result("lr0.01", lr001)})
+    assert word in text
+    assert "lr0.01: mean gap" in text
+
+
+def test_ordering_needs_lr01_and_another_setting() -> None:
+    text = figure8.ordering_text({"lr0.1": _result("lr0.1", {0: [0.0] * 5})})
+    assert "cannot be read yet" in text
+
+
+def test_missing_text_names_each_missing_seed_with_its_command() -> None:
+    late = figure8.late_rewind_label(429)
+    results = {"lr0.1": _result("lr0.1", {0: [0.0] * 5}),
+               "lr0.01": _result("lr0.01", {0: [0.0] * 5, 1: [0.0] * 5}),
+               late: ExperimentResult(_result("lr0.1", {}, 429).config, [])}
+    text = figure8.missing_text(results, 1, "converged-cpu", 429)
+    assert "lr0.1, seed 1: `python -m lthlib run global-imp" in text
+    assert "lr0.01, seed" not in text
+    assert text.count("--rewind-iter 429") == 2  # seeds 0 and 1 of the late-rewind panel
+    assert "--lr-setting lr0.1 --seed 0 --trials 1 --rewind-iter 429" in text
