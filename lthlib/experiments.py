@@ -30,7 +30,8 @@ import torch
 from .claim import Claim, check_combination
 from .config import ExperimentConfig, make_experiment
 from .job import Job, summarize
-from .mask_steps import imp_next_mask, oneshot_mask, oneshot_rates, stored_next_mask
+from .mask_steps import (imp_next_mask, oneshot_mask, oneshot_rates, stored_next_mask,
+                         stored_oneshot_masks)
 from .masks import mask_digest, save_masks, save_reinit_digests
 from .members import (Masks, Member, State, density, derive_seed, masked_network, network,
                       train_members)
@@ -101,16 +102,23 @@ def oneshot(job: Job) -> None:
     theta0 = {t.seed: network(cfg, t.seed).state_dict() for t in trials}
     # 1. train the dense network from θ0; its final weights are what one-shot prunes
     dense = {t.seed: [Member(t, "ticket", 0, 0, theta0[t.seed], None, 1.0)] for t in trials}
-    todo = job.pending("dense", dense, needs_state=lambda m: True)
+    # stored masks of every target stand in for the final weights (a fresh clone has no ckpt/)
+    stored = {t.seed: stored_oneshot_masks(cfg, job.trial_dir(t), _targets(cfg), theta0[t.seed])
+              for t in trials}
+    todo = job.pending("dense", dense, needs_state=lambda m: stored[m.trial.seed] is None)
     done = job.record("dense", todo, train_members(todo, cfg, job.data, job.device,
                                                    job.label("dense")), keep_states=True)
     # 2. prune once to each target Pm: the ticket restarts from θ0, its controls do not
     members: dict[int, list[Member]] = {}
     for t in trials:
         members[t.seed] = []
+        final = done[t.seed][0][1]
         for i, target in enumerate(_targets(cfg), start=1):
-            mask = oneshot_mask(cfg, done[t.seed][0][1], target)  # type: ignore[arg-type]
-            save_masks(job.trial_dir(t), f"oneshot-L{i:02d}", mask)
+            if final is None:
+                mask = stored[t.seed][i]  # type: ignore[index]
+            else:
+                mask = oneshot_mask(cfg, final, target)
+                save_masks(job.trial_dir(t), f"oneshot-L{i:02d}", mask)
             pm = density(cfg, mask)
             members[t.seed].append(Member(t, "ticket", i, 0, theta0[t.seed], mask, pm))
             members[t.seed] += [

@@ -6,11 +6,13 @@ So a resumed trial takes a stored next mask instead of the weights, after checki
 is one this trial could have produced: its bits match their digest, its layers are the
 network's, it only removes weights the level before kept, and it keeps exactly as many
 weights as the configured pruning rate leaves (per layer for layer-wise pruning, over the
-pruned layers for global pruning). A mask that fails is refused with the file named.
+pruned layers for global pruning). A mask that fails is refused with the file named. One-shot
+trials store each target's mask the same way, so their dense network need not be retrained.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import ExperimentConfig
@@ -80,7 +82,28 @@ def stored_next_mask(cfg: ExperimentConfig, trial_dir: Path, stage: str, before:
     """The stored mask of ``stage`` (IMP's level after ``before``), or None when none is
     stored; raises ValueError naming the file when it is not one this trial could produce.
     ``theta0`` stands in for the trained weights to count what the pruning rate keeps."""
-    path = mask_path(trial_dir, stage)
+    return _checked_mask(cfg, mask_path(trial_dir, stage), before,
+                         lambda: imp_next_mask(cfg, theta0, before))
+
+
+def stored_oneshot_masks(cfg: ExperimentConfig, trial_dir: Path, targets: list[float],
+                         theta0: State) -> dict[int, Masks] | None:
+    """Every one-shot level's stored mask (level i prunes to ``targets[i - 1]``), or None
+    when any is missing: then the dense network's final weights are needed to prune again.
+    Each stored mask is checked as :func:`stored_next_mask` checks IMP's."""
+    paths = {i: mask_path(trial_dir, f"oneshot-L{i:02d}") for i in range(1, len(targets) + 1)}
+    if not all(p.exists() or p.is_symlink() for p in paths.values()):
+        return None
+    return {i: _checked_mask(cfg, path, None,
+                             lambda t=targets[i - 1]: oneshot_mask(cfg, theta0, t))
+            for i, path in paths.items()}
+
+
+def _checked_mask(cfg: ExperimentConfig, path: Path, before: Masks | None,
+                  reference_of: Callable[[], Masks]) -> Masks | None:
+    """The mask stored at ``path`` (None if absent) after checking that this trial could have
+    produced it: digest, layers, nested in ``before``, and the counts of ``reference_of()``
+    (the same pruning applied to any weights keeps as many)."""
     if not path.exists() and not path.is_symlink():
         return None
     fix = (f"allowed: a mask written by this trial; delete {path} (and the stage files "
@@ -92,7 +115,7 @@ def stored_next_mask(cfg: ExperimentConfig, trial_dir: Path, stage: str, before:
         got = unpack_masks(json.loads(path.read_text()))
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
         raise ValueError(f"stored mask {path} is damaged ({err}); {fix}") from err
-    reference = imp_next_mask(cfg, theta0, before)  # the right counts, whatever the weights
+    reference = reference_of()  # the right counts, whatever the weights
     if {n: list(m.shape) for n, m in got.items()} != {
             n: list(m.shape) for n, m in reference.items()}:
         raise ValueError(f"stored mask {path} does not cover this network's prunable layers "

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExperimentConfig
+from .masks import MASK_SUFFIX
+from .rewind import state_path
 from .atomic import atomic_save, atomic_write_text
 from .store import RunStore, TrialRecord
 
@@ -62,18 +64,25 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 def seed_from(store: RunStore, target: ExperimentConfig, source: TrialRecord) -> dict[str, Any]:
     """Copy ``source``'s stage files and checkpoints into ``target``'s fresh folder.
 
-    Checkpoints are copied when present (they are not in git); where they are missing, the
-    stages that need them retrain, which gives the same numbers, only slower.
+    The stored masks and the late-rewinding state come along, so the extension needs no
+    checkpoint for the levels the source finished: only its last level, whose final weights
+    give the first new mask, retrains where ``ckpt/`` is missing (same numbers, slower).
+    Checkpoints are copied when present (they are not in git).
     """
     dst = store.trial_dir(target)
     if (dst / "stages").exists():
         raise FileExistsError(f"{dst} already has stages; it is resumed, not seeded")
     stages = sorted(p.stem for p in (source.path / "stages").glob("*.csv"))
-    for name in stages:
-        for suffix in (".csv", ".sha256", ".json"):
-            src = source.path / "stages" / f"{name}{suffix}"
-            if src.is_file() and not src.is_symlink():  # links are never followed
-                _copy_atomic(src, dst / "stages" / src.name)
+    # each stage's files and its stored mask, and the late-rewinding state: with them the
+    # extension resumes after the source's last level even where ckpt/ is absent (a clone)
+    files = [f"{name}{suffix}" for name in stages
+             for suffix in (".csv", ".sha256", ".json", MASK_SUFFIX)]
+    if source.config.rewind_iteration:
+        files.append(state_path(source.path, source.config.rewind_iteration).name)
+    for name in files:
+        src = source.path / "stages" / name
+        if src.is_file() and not src.is_symlink():  # links are never followed
+            _copy_atomic(src, dst / "stages" / src.name)
     ckpts = sorted(ck for ck in (source.path / "ckpt").glob("*.pt")
                    if ck.is_file() and not ck.is_symlink())
     for ck in ckpts:

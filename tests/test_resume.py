@@ -113,3 +113,32 @@ def test_a_tampered_mask_is_refused(tmp_path, monkeypatch):
     two.write_text(original)  # the genuine mask resumes
     res = run_experiment(_cfg(), tmp_path / "t", device="cpu", progress=False)
     assert len(res.trials) == 1
+
+
+def test_a_oneshot_trial_resumes_from_its_stored_masks(tmp_path, monkeypatch):
+    """One-shot: killed after the dense network, ``ckpt/`` deleted. The stored masks of every
+    target stand in for the dense network's final weights, so it is not trained again."""
+    torch.set_num_threads(1)
+    cfg = make_experiment("oneshot", "lenet", "mnist", "smoke")
+    straight = run_experiment(cfg, tmp_path / "straight", device="cpu", progress=False)
+    with pytest.raises(_Killed):
+        _spy(monkeypatch, [], kill_at="random-L1-r0")
+        run_experiment(cfg, tmp_path / "cut", device="cpu", progress=False)
+    [trial] = list((tmp_path / "cut").glob("oneshot/*/seed0-*"))
+    shutil.rmtree(trial / "ckpt")
+    trained: list[str] = []
+    _spy(monkeypatch, trained)
+    res = run_experiment(cfg, tmp_path / "cut", device="cpu", progress=False)
+    assert "ticket-L0-r0" not in trained and trained
+    assert (trial / "metrics.csv").read_bytes() == (
+        straight.trials[0].path / "metrics.csv").read_bytes()
+    # a mask of the wrong target is refused: its digest holds, its counts do not
+    shutil.rmtree(trial / "ckpt", ignore_errors=True)
+    for name in ("record.json", "metrics.csv", "summary.csv"):
+        (trial / name).unlink()
+    for f in (trial / "stages").glob("oneshot.*"):
+        f.unlink()
+    shutil.copyfile(mask_path(trial, "oneshot-L01"), mask_path(trial, "oneshot-L02"))
+    with pytest.raises(ValueError, match="oneshot-L02.mask.json keeps"):
+        run_experiment(cfg, tmp_path / "cut", device="cpu", progress=False)
+    assert len(res.trials) == 1

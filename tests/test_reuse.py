@@ -45,8 +45,9 @@ def test_more_rounds_and_reinits_extend_an_imp_trial(tmp_path, count_trained,
         shutil.rmtree(src.path / "ckpt")
     count_trained.clear()
     ext = run_experiment(long_, tmp_path / "a", device="cpu", progress=False).trials[0]
-    reused = set() if not with_checkpoints else {"ticket-L0-r0", "ticket-L1-r0"}
-    reused |= {"reinit-L1-r0"}
+    # without ckpt/ the stored mask of level 1 stands in for level 0's final weights; only
+    # the source's last level retrains (its final weights give the first new mask)
+    reused = {"ticket-L0-r0", "reinit-L1-r0"} | ({"ticket-L1-r0"} if with_checkpoints else set())
     assert len(count_trained) == len(ext.summary) - len(reused)
     assert not reused & set(count_trained)
     fresh = run_experiment(long_, tmp_path / "b", device="cpu", progress=False).trials[0]
@@ -59,6 +60,20 @@ def test_more_rounds_and_reinits_extend_an_imp_trial(tmp_path, count_trained,
     assert ext.record["wall_time_complete"] is True
     assert ext.record["wall_time_s"] > ext.record["process_wall_time_s"]
     assert "reused_from" not in fresh.record
+
+
+def test_a_late_rewinding_extension_on_a_fresh_clone_reuses_masks_and_theta_k(
+        tmp_path, count_trained):
+    short = smoke("imp", rounds=1, rewind_iteration=10)
+    src = run_experiment(short, tmp_path / "a", device="cpu", progress=False).trials[0]
+    shutil.rmtree(src.path / "ckpt")
+    count_trained.clear()
+    long_ = smoke("imp", rounds=2, rewind_iteration=10)
+    ext = run_experiment(long_, tmp_path / "a", device="cpu", progress=False).trials[0]
+    # neither θk (10 iterations of the dense run) nor level 0 is trained again
+    assert sorted(count_trained) == ["reinit-L2-r0", "ticket-L1-r0", "ticket-L2-r0"]
+    fresh = run_experiment(long_, tmp_path / "b", device="cpu", progress=False).trials[0]
+    assert (ext.path / "metrics.csv").read_bytes() == (fresh.path / "metrics.csv").read_bytes()
 
 
 def test_more_reinits_extend_a_oneshot_trial(tmp_path, count_trained):

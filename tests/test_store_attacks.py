@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -221,9 +222,11 @@ CHILD = textwrap.dedent("""
     trained = []
     original = E.train_members
     def counting(members, *args, **kwargs):
-        if os.environ.get("MARK") and not trained:
+        if os.environ.get("MARK") and not trained:  # hold the trial until told to go on
             open(os.environ["MARK"], "w").close()
-            time.sleep(float(os.environ.get("SLOW", "0")))
+            deadline = time.monotonic() + 300
+            while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
         trained.append(len(members))
         return original(members, *args, **kwargs)
     E.train_members = counting
@@ -245,14 +248,32 @@ def _child(root: Path, mode: str, **env: str) -> subprocess.Popen:
 def test_two_processes_on_one_trial_train_it_once(tmp_path, finished):
     root = tmp_path / "runs"
     mark = tmp_path / "first-is-training"
-    first = _child(root, "wait", MARK=str(mark), SLOW="4")
+    go = tmp_path / "go-on"
+    first = _child(root, "wait", MARK=str(mark), GO=str(go))
     deadline = time.monotonic() + 120
     while not mark.exists():
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
         time.sleep(0.1)
+    # the first holds the trial until the second says it waits: no race on a loaded machine
     second = _child(root, "wait")
+    waiting, lines = threading.Event(), []
+
+    def read_stderr() -> None:
+        for line in second.stderr:
+            lines.append(line)
+            if "waiting for process" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    said = waiting.wait(240)
+    go.touch()
     out1, err1 = first.communicate(timeout=300)
-    out2, err2 = second.communicate(timeout=300)
+    out2 = second.stdout.read()
+    second.wait(timeout=300)
+    reader.join(30)
+    err2 = "".join(lines)
+    assert said, err2
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     a, b = json.loads(out1.splitlines()[-1]), json.loads(out2.splitlines()[-1])
     assert a["trials"] == b["trials"] == 1
