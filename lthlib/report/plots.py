@@ -332,7 +332,8 @@ def default_iterations(metrics: Any, fractions: Sequence[float] = (1 / 3, 2 / 3,
 
 
 def _iter_label(it: int) -> str:
-    return f"{it / 1000:g}K" if it >= 1000 else str(it)
+    """10K for the paper's round thousands, else the count itself (1,287)."""
+    return f"{it // 1000}K" if it >= 1000 and it % 1000 == 0 else f"{it:,}"
 
 
 LR_TITLES = {"lr0.1": "lr 0.1", "lr0.01": "lr 0.01", "lr0.03-warmup": "lr 0.03, warmup"}
@@ -349,6 +350,10 @@ def figure_8(results: Mapping[str, Any], iterations: Sequence[int] | None = None
         for ax, (setting, res) in zip(axes[0], results.items()):
             ax.set_title(LR_TITLES.get(setting, setting))
             if res is None:
+                ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center",
+                        transform=ax.transAxes, color="0.4")
+                ax.set_xticks([])
+                ax.set_yticks([])
                 continue
             m = _metrics(res)
             its = iterations if iterations is not None else default_iterations(m)
