@@ -71,6 +71,13 @@ class ExperimentConfig:
             raise ValueError(f"unknown lr setting {self.lr_setting!r}; allowed: '' (none), "
                              f"{', '.join(RESNET_LR_SETTINGS)}")
 
+    @property
+    def setting(self) -> str:
+        """The lr setting as results are grouped: late rewinding is a procedure of its own
+        (``lr0.1/rewind429``), never pooled with the paper's setting of the same lr."""
+        return self.lr_setting + (f"/rewind{self.rewind_iteration}"
+                                  if self.rewind_iteration else "")
+
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data; fields added after trials were committed are left out
         at their default (:data:`HASH_NEUTRAL_DEFAULTS`), so those trials keep their hash."""

@@ -36,7 +36,7 @@ from .masks import mask_digest, save_masks, save_reinit_digests
 from .members import (Masks, Member, State, density, derive_seed, masked_network, network,
                       train_members)
 from .prune import random_masks
-from .rewind import load_rewind_state, save_rewind_state
+from .rewind import load_rewind_state, rewind_state_seconds, save_rewind_state
 from .store import ExperimentResult
 
 __all__ = ["imp", "oneshot", "random_sparse", "run", "run_experiment", "PROCEDURES",
@@ -224,8 +224,9 @@ def _rewind_states(job: Job, theta0: dict[int, State]) -> dict[int, State]:
         state = load_rewind_state(job.trial_dir(t), k)
         if state is None:
             todo.append(Member(t, "ticket", 0, 0, theta0[t.seed], None, 1.0))
-        else:
+        else:  # trained by an earlier process: its seconds join the trial's wall time
             out[t.seed] = state
+            job.carried.setdefault(t.seed, []).append(rewind_state_seconds(job.trial_dir(t), k))
     if todo:
         short = replace(job.cfg, rewind_iteration=0,
                         train=replace(job.cfg.train, iterations=k))

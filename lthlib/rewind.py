@@ -65,6 +65,14 @@ def save_rewind_state(trial_dir: Path, iteration: int, state: Mapping[str, torch
     return path
 
 
+def rewind_state_seconds(trial_dir: Path, iteration: int) -> float | None:
+    """The seconds the stored θk took to train (None when absent or not recorded)."""
+    try:
+        return float(json.loads(state_path(trial_dir, iteration).read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_rewind_state(trial_dir: Path, iteration: int) -> State | None:
     """θk if a readable, self-consistent copy is stored, else None (then it is retrained)."""
     path = state_path(trial_dir, iteration)

@@ -74,6 +74,7 @@ class StoreIndex:
                     "experiment", "arch", "dataset", "profile", "seed", "lr_setting", "levels",
                     "networks", "wall_time_s", "git_commit")})
                 row["reinits"] = rec.config.reinits
+                row["lr_setting"] = rec.config.setting  # late rewinding shows as such
                 hardware = rec.record.get("hardware")
                 row["device"] = hardware.get("device") if isinstance(hardware, dict) else None
                 row["status"] = "finished"
@@ -83,7 +84,7 @@ class StoreIndex:
                     cfg = experiment_from_dict(json_object(path / "config.json"))
                     row.update({"experiment": cfg.experiment, "arch": cfg.model.arch,
                                 "dataset": cfg.data.dataset, "profile": cfg.profile,
-                                "seed": cfg.seed, "lr_setting": cfg.lr_setting,
+                                "seed": cfg.seed, "lr_setting": cfg.setting,
                                 "reinits": cfg.reinits})
                 except (CorruptRecordError, OSError, KeyError, TypeError, ValueError,
                         AttributeError) as err:

@@ -78,3 +78,29 @@ def test_missing_text_names_each_missing_seed_with_its_command() -> None:
     assert "lr0.01, seed" not in text
     assert text.count("--rewind-iter 429") == 2  # seeds 0 and 1 of the late-rewind panel
     assert "--lr-setting lr0.1 --seed 0 --trials 1 --rewind-iter 429" in text
+
+
+def test_late_rewinding_is_never_pooled_with_the_papers_setting(tmp_path) -> None:
+    """The ledger and the run overview keep lr 0.1 with late rewinding apart from lr 0.1:
+    no claim of the paper is judged on it, and it has its own row."""
+    import shutil
+
+    from lthlib.report.evaluate import store_inventory
+    from lthlib.report.overview import runs_overview
+    from lthlib.store import RunStore
+    root = Path(__file__).resolve().parents[1] / "runs"
+    group = root / "global-imp" / "resnet18-fashionmnist-converged-cpu-lr0.1"
+    store = RunStore(root)
+    paper = Need("global-imp", "resnet18", "lr0.1").config("fashionmnist", "converged-cpu")
+    late = Need("global-imp", "resnet18", "lr0.1", 429).config("fashionmnist", "converged-cpu")
+    if not (store.trial_dir(paper).exists() and store.trial_dir(late).exists()):
+        pytest.skip("needs the committed seed-0 trials of lr0.1 and its late rewinding")
+    copy = tmp_path / "global-imp" / group.name
+    for trial in (store.trial_dir(paper), store.trial_dir(late)):
+        shutil.copytree(trial, copy / trial.name, ignore=shutil.ignore_patterns("ckpt"))
+    inventory = store_inventory(tmp_path)
+    key = ("global-imp", "resnet18", "fashionmnist", "lr0.1", "converged-cpu")
+    assert inventory[key].rewind_iteration == 0
+    assert inventory[key[:3] + ("lr0.1/rewind429", "converged-cpu")].rewind_iteration == 429
+    rows = runs_overview(tmp_path)
+    assert sorted(rows["lr"]) == ["lr0.1", "lr0.1, rewind to it. 429"]

@@ -105,8 +105,13 @@ def test_late_rewinding_starts_from_stored_state_and_resumes(tmp_path, monkeypat
     assert reinits and all(any(not torch.equal(i[n], theta_k[n]) for n in theta_k)
                            for i in reinits)
     assert _metrics_text(resumed) == _metrics_text(whole)
-    names = json.loads((resumed.trials[0].path / "record.json").read_text())["sha256"]
-    assert f"stages/{state_path(trial_dir, k).name}" in names
+    record = json.loads((resumed.trials[0].path / "record.json").read_text())
+    assert f"stages/{state_path(trial_dir, k).name}" in record["sha256"]
+    # θk's seconds, spent by the killed process, count in the trial's wall time
+    from lthlib.rewind import rewind_state_seconds
+    earlier = sum(record["stage_wall_time_s"][s] for s in ("ticket-L00",))
+    assert record["wall_time_s"] == pytest.approx(
+        record["process_wall_time_s"] + earlier + rewind_state_seconds(trial_dir, k), abs=0.02)
 
 
 def test_cli_rewind_iter() -> None:

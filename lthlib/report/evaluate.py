@@ -32,7 +32,7 @@ DATASETS = ("mnist", "fashionmnist", "cifar10")
 LMC_DATASETS = ("mnist",)
 
 
-GroupKey = tuple[str, str, str, str, str]  # experiment, arch, dataset, lr setting, profile
+GroupKey = tuple[str, str, str, str, str]  # experiment, arch, dataset, setting, profile
 
 
 def store_inventory(runs_dir: str | Path | None = None) -> dict[GroupKey, ExperimentConfig]:
@@ -45,7 +45,8 @@ def store_inventory(runs_dir: str | Path | None = None) -> dict[GroupKey, Experi
     groups: dict[GroupKey, dict[str, list[ExperimentConfig]]] = {}
     for rel in listing.loc[listing["status"] == "finished", "path"]:
         cfg = experiment_from_dict(json.loads((store.root / rel / "config.json").read_text()))
-        key = (cfg.experiment, cfg.model.arch, cfg.data.dataset, cfg.lr_setting, cfg.profile)
+        # late rewinding forms its own group: no claim of the paper is judged on it
+        key = (cfg.experiment, cfg.model.arch, cfg.data.dataset, cfg.setting, cfg.profile)
         groups.setdefault(key, {}).setdefault(cfg.variant_id(), []).append(cfg)
     out = {}
     for key, variants in groups.items():

@@ -31,11 +31,13 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
         if rec.get("status") != "finished":
             continue
         cfg_file = rec_file.with_name("config.json")
-        reinits = (json.loads(cfg_file.read_text()).get("reinits", 1) if cfg_file.exists()
-                   else 1)
+        cfg_doc = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
+        reinits = cfg_doc.get("reinits", 1)
+        rewind = int(cfg_doc.get("rewind_iteration", 0) or 0)  # its own row, never pooled
         rows.append({"experiment": rec.get("experiment", ""), "network": rec.get("arch", ""),
                      "dataset": DATASET_NAMES.get(rec.get("dataset", ""), rec.get("dataset")),
-                     "profile": rec.get("profile", ""), "lr": rec.get("lr_setting") or "",
+                     "profile": rec.get("profile", ""), "lr": (rec.get("lr_setting") or "")
+                     + (f", rewind to it. {rewind}" if rewind else ""),
                      "levels": int(rec.get("levels", 0)), "re-inits": int(reinits),
                      "seed": rec.get("seed"),
                      "hardware": describe_record_hardware(rec),
