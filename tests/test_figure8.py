@@ -73,11 +73,12 @@ def test_missing_text_names_each_missing_seed_with_its_command() -> None:
     results = {"lr0.1": _result("lr0.1", {0: [0.0] * 5}),
                "lr0.01": _result("lr0.01", {0: [0.0] * 5, 1: [0.0] * 5}),
                late: ExperimentResult(_result("lr0.1", {}, 429).config, [])}
-    text = figure8.missing_text(results, 1, "converged-cpu", 429)
+    text = figure8.missing_text(results, 1)
     assert "lr0.1, seed 1: `python -m lthlib run global-imp" in text
     assert "lr0.01, seed" not in text
     assert text.count("--rewind-iter 429") == 2  # seeds 0 and 1 of the late-rewind panel
-    assert "--lr-setting lr0.1 --seed 0 --trials 1 --rewind-iter 429" in text
+    assert ("--dataset fashionmnist --profile converged-cpu --rounds 5 --lr-setting lr0.1 "
+            "--seed 0 --trials 1 --rewind-iter 429") in text
 
 
 def test_late_rewinding_is_never_pooled_with_the_papers_setting(tmp_path) -> None:

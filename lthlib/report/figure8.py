@@ -91,24 +91,19 @@ def _seeds_wanted(res: ExperimentResult, trials: int) -> list[int]:
     return [s for s in range(max(trials, TARGET_TRIALS)) if s not in have]
 
 
-def resume_command(name: str, seed: int, profile: str, rewind_iteration: int = 0) -> str:
-    """The CLI line that trains (or resumes) one trial of a setting of the panel."""
-    setting = "lr0.1" if rewind_iteration else name
-    extra = f" --rewind-iter {rewind_iteration}" if rewind_iteration else ""
-    return (f"python -m lthlib run global-imp --arch resnet18 --dataset fashionmnist "
-            f"--profile {profile} --lr-setting {setting} --seed {seed} --trials 1{extra}")
+def resume_command(cfg: ExperimentConfig, seed: int) -> str:
+    """The CLI line that trains (or resumes) trial ``seed`` of ``cfg``'s setting."""
+    extra = f" --rewind-iter {cfg.rewind_iteration}" if cfg.rewind_iteration else ""
+    return (f"python -m lthlib run {cfg.experiment} --arch {cfg.model.arch} --dataset "
+            f"{cfg.data.dataset} --profile {cfg.profile} --rounds {cfg.prune.rounds} "
+            f"--lr-setting {cfg.lr_setting} --seed {seed} --trials 1{extra}")
 
 
-def missing_text(results: Mapping[str, ExperimentResult], trials: int,
-                 profile: str = "converged-cpu", rewind_iteration: int = 0) -> str:
+def missing_text(results: Mapping[str, ExperimentResult], trials: int) -> str:
     """The settings with fewer finished trials than the chapter shows or than
     :data:`TARGET_TRIALS`, each with the command that trains (or resumes) what is missing."""
-    lines = []
-    for name, res in results.items():
-        late = rewind_iteration if name == late_rewind_label(rewind_iteration) else 0
-        for seed in _seeds_wanted(res, trials):
-            lines.append(f"- {name}, seed {seed}: `"
-                         f"{resume_command(name, seed, profile, late)}`")
+    lines = [f"- {name}, seed {seed}: `{resume_command(res.config, seed)}`"
+             for name, res in results.items() for seed in _seeds_wanted(res, trials)]
     if not lines:
         return f"Every setting has its {max(trials, TARGET_TRIALS)} trial(s)."
     return (f"Still missing for {max(trials, TARGET_TRIALS)} trials per setting (each command "
