@@ -48,10 +48,18 @@ def test_several_trials_use_their_spread() -> None:
     se, source = figure8.gap_noise(res)
     assert se == pytest.approx(pd.Series([0.01, 0.03]).std() / 2 ** 0.5)
     assert source == "trial-to-trial spread"
+    # two nearly equal trials: the test set's sampling error is the floor
+    close = _result("lr0.1", {0: [0.010] * 5, 1: [0.0101] * 5})
+    se, source = figure8.gap_noise(close)
+    p = float(close.summary["final_test_acc"].mean())
+    assert se == pytest.approx((2 * p * (1 - p) / 10_000 / 10) ** 0.5)
+    assert source.startswith("test-set sampling (above")
 
 
 @pytest.mark.parametrize("lr01, lr001, word", [
     ({0: [0.0] * 5, 1: [0.001] * 5}, {0: [0.02] * 5, 1: [0.021] * 5}, "as in the paper"),
+    ({0: [0.0070] * 5, 1: [0.0057] * 5}, {0: [0.0085] * 5, 1: [0.0076] * 5},
+     "not distinguishable"),  # 2 close trials: the sampling floor, not a tiny spread
     ({0: [0.007] * 5}, {0: [0.0085] * 5}, "not distinguishable"),
     ({0: [0.02] * 5, 1: [0.021] * 5}, {0: [0.0] * 5, 1: [0.001] * 5}, "the reverse"),
 ])

@@ -106,7 +106,7 @@ def gaps_by_trial(results: Mapping[str, Any], metric: str = "final_test_acc") ->
         if len(seeds) > 1:
             row["all trials gap"] = f"{100 * gaps['mean'].mean():+.2f} pp"
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).fillna("-")  # "-": a setting without that trial
 
 
 def smallest_gap_by_trial(results: Mapping[str, Any], metric: str = "final_test_acc"

@@ -73,11 +73,20 @@ class Context:
         """The summed training time, as a lower bound where a record says it is partial."""
         return format_wall_time(self.wall_time_s(), self.records())
 
+    def trials_text(self) -> str:
+        """Trials per point as shown: ``2``, or ``1-2`` where a partly run chapter's
+        experiments have different numbers of finished trials."""
+        counts = sorted({len(res.trials) for res in self.shown().values() if res.trials})
+        if len(counts) > 1:
+            return f"{counts[0]}-{counts[-1]}"
+        return str(counts[0] if counts else self.trials)
+
     def describe(self) -> str:
         """One Markdown paragraph: dataset, profile, trials, hardware and training time."""
         p = get_profile(self.profile)
         text = (f"**Results shown:** dataset **{DATASET_NAMES[self.dataset]}**, profile "
-                f"**{self.profile}** ({p.description}), **{self.trials}** trial(s) per point "
+                f"**{self.profile}** ({p.description}), **{self.trials_text()}** trial(s) "
+                f"per point "
                 f"(the paper: {PAPER_TRIALS}). Trained on {self.hardware()}, "
                 f"{self.wall_time_text()} of training in total.")
         reinits = sorted({res.config.reinits for res in self.shown().values()})
@@ -130,7 +139,8 @@ class Context:
         """How the shown trials and controls fall short of the paper's, from the configs."""
         out = []
         if self.shown() and self.trials < PAPER_TRIALS:
-            out.append(f"{self.trials} trial(s) per point instead of the paper's {PAPER_TRIALS}.")
+            out.append(f"{self.trials_text()} trial(s) per point instead of the paper's "
+                       f"{PAPER_TRIALS}.")
         reinits = sorted({res.config.reinits for res in self.shown().values()
                           if res.config.experiment in ("imp", "global-imp", "oneshot")})
         if reinits and reinits != [PAPER_REINITS]:
@@ -177,12 +187,16 @@ def prepare(chapter: str | Chapter, profile: str = "auto", dataset: str | None =
 
     With computing switched off (``compute=False`` or LTH_BOOK_COMPUTE=0) a missing result
     is an error naming what to run, unless ``partial``: then the chapter shows what is
-    finished and names the rest (a chapter whose runs take longer than one sitting)."""
+    finished and names the rest (a chapter whose runs take longer than one sitting), each
+    experiment with all its finished trials (``trials=0``), so settings may differ."""
     chap = chapter if isinstance(chapter, Chapter) else get_chapter(chapter)
     dataset = check_choice("dataset", dataset or chap.datasets[0], tuple(DATASET_NAMES))
     root = resolve_runs_dir(runs_dir)
     prof = resolve_profile(chap.needs, root, profile, dataset, rounds, chap.fallback)
     n = resolve_trials(chap.needs, dataset, prof, trials, root, rounds)
+    if partial and not trials:  # a partly run chapter shows every trial any setting has
+        n = max([n] + [finished_trials(need, dataset, prof, root, rounds)
+                       for need in chap.needs])
     missing = [need for need in chap.needs
                if finished_trials(need, dataset, prof, root, rounds) < n]
     if missing and not partial and not compute_allowed(compute):

@@ -118,17 +118,22 @@ def trial_gaps(res: ExperimentResult) -> pd.Series:
 
 
 def gap_noise(res: ExperimentResult) -> tuple[float, str]:
-    """Standard error of a setting's mean gap and where it comes from. With two or more
-    trials: the seed-to-seed spread of the trials' gaps. With one: the test set's sampling
-    alone (each network's accuracy p on n images varies by sqrt(p(1-p)/n); a gap is two
-    networks, averaged over the pruned levels), a lower bound since seeds add their own."""
+    """Standard error of a setting's mean gap and where it comes from: the larger of the
+    seed-to-seed spread of the trials' gaps (two or more trials) and the test set's sampling
+    (each network's accuracy p on n images varies by sqrt(p(1-p)/n); a gap is two networks,
+    averaged over the pruned levels and trials). The sampling error is a floor: a spread
+    estimated from two or three trials can come out below it by chance."""
     per_trial = trial_gaps(res)
-    if len(per_trial) >= 2:
-        return float(per_trial.std(ddof=1) / len(per_trial) ** 0.5), "trial-to-trial spread"
     p = float(res.summary["final_test_acc"].mean())
-    levels = max(1, len(ticket_gaps(res.summary)))
+    cells = max(1, len(ticket_gaps(res.summary))) * max(1, len(per_trial))
     n = res.trials[0].config.data.eval_subset or TEST_IMAGES
-    return (2 * p * (1 - p) / n / levels) ** 0.5, "test-set sampling only (a lower bound)"
+    sampling = (2 * p * (1 - p) / n / cells) ** 0.5
+    if len(per_trial) >= 2:
+        spread = float(per_trial.std(ddof=1) / len(per_trial) ** 0.5)
+        if spread >= sampling:
+            return spread, "trial-to-trial spread"
+        return sampling, "test-set sampling (above the trial-to-trial spread)"
+    return sampling, "test-set sampling only (a lower bound)"
 
 
 def ordering_text(results: Mapping[str, ExperimentResult]) -> str:
