@@ -322,6 +322,33 @@ def test_fig8_equality_is_two_sided_and_unpaired_across_seed_sets():
     assert "unpaired bootstrap over 2 trials" in a.rule and a.verdict == "not reproduced"
 
 
+def test_two_trials_that_agree_are_not_narrower_than_the_test_set_allows():
+    """Two trials with the same 0.6 pp gap give a zero-width bootstrap interval, which
+    would call "no winning tickets at lr 0.1" (gap below 0.5 pp) not reproduced. On 10,000
+    test images each network's accuracy has about 0.3 pp of sampling error, so the interval
+    is widened to 1.96 of those standard errors and the verdict is inconclusive; with a huge
+    test set the floor vanishes and the bootstrap decides."""
+    key = "global-imp/resnet18/lr0.1"
+    s = {key: fig8_rows(0.006, seeds=(0, 1))}
+    c = claims.get_claim("fig8-lr0.1-no-winning-tickets")
+    bare = assess(c, evidence.Evidence(s))
+    assert bare.verdict == "not reproduced" and bare.ci_low == pytest.approx(bare.ci_high)
+    floored = assess(c, evidence.Evidence(s, test_images={key: 10_000}))
+    pms = s[key].groupby("level")["pm"].first()
+    cells = 2 * int(((pms < 1.0) & (pms >= 0.118 * 0.95)).sum())
+    acc = float(s[key]["final_test_acc"].mean())
+    half = 1.96 * 100 * math.sqrt(2 * acc * (1 - acc) / 10_000 / cells)
+    assert floored.ours == pytest.approx(0.6)
+    assert floored.ci_low == pytest.approx(0.6 - half, abs=1e-3)
+    assert floored.ci_high == pytest.approx(0.6 + half, abs=1e-3)
+    assert floored.verdict == "inconclusive" and "sampling error" in floored.rule
+    huge = assess(c, evidence.Evidence(s, test_images={key: 10**9}))
+    assert huge.verdict == "not reproduced"
+    one = {key: fig8_rows(0.006, seeds=(0,))}  # a floor does not make one trial an interval
+    a = assess(c, evidence.Evidence(one, test_images={key: 10_000}))
+    assert a.ci_low is None and a.verdict == "inconclusive" and "sampling" not in a.rule
+
+
 # --- end to end on a fake store --------------------------------------------------------------
 
 def fake_trial(store: RunStore, profile: str, seed: int, summary: pd.DataFrame,

@@ -221,3 +221,26 @@ def test_rules_in_words_use_the_module_constants():
     assert f"{V.DRAWS:,} draws" in text and f"reach {V.RHO_MIN:g}" in text
     assert f"up to {V.MAX_EXACT} trials" in text and "126 draws" in text
     assert f"beyond {V.RHO_FLOOR:g}" in text and "never *partly*" in text
+
+
+def test_sampling_se_is_the_binomial_error_of_a_mean_of_gaps():
+    # one network at 92% on 10,000 images: 0.27 pp; a gap of two: sqrt(2) times that
+    assert V.sampling_se(0.92, 10_000, networks=1) == pytest.approx(0.002713, rel=1e-3)
+    assert V.sampling_se(0.92, 10_000) == pytest.approx(0.002713 * 2 ** 0.5, rel=1e-3)
+    # averaged over 5 levels of 2 trials: ten times fewer variance
+    assert V.sampling_se(0.92, 10_000, cells=10) == pytest.approx(
+        V.sampling_se(0.92, 10_000) / 10 ** 0.5)
+    for named, bad in (("acc=1.5", {"acc": 1.5, "images": 10}),
+                       ("images=0", {"acc": 0.5, "images": 0}),
+                       ("cells=0", {"acc": 0.5, "images": 10, "cells": 0})):
+        with pytest.raises(ValueError, match=named):
+            V.sampling_se(**bad)
+
+
+def test_widened_interval_only_grows_and_unknown_stays_unknown():
+    ci = V.Interval(1.0, 0.9, 1.5, 2)
+    w = ci.widened(0.3)
+    assert (w.low, w.high, w.estimate, w.n) == (pytest.approx(0.7), 1.5, 1.0, 2)
+    assert ci.widened(0.0) == ci and ci.widened(float("nan")) == ci
+    none = V.Interval(1.0, math.nan, math.nan, 1)
+    assert not none.widened(0.3).known

@@ -6,6 +6,10 @@ judges a claim on its evidence and :mod:`lthlib.report.evaluate` every claim on 
 Each claim's number is a mean over trials, given with a 95% bootstrap interval over those
 trials (:mod:`lthlib.report.verdicts`): the bootstrap draws whole trials, so a ticket is
 always compared with the re-init, dense network or one-shot run of its own seed (paired).
+A claim resting on very few trials (Figure 8's) also states ``sampling``: the standard
+error the test set's sampling alone puts on its number, which the interval must reach at
+least 1.96 times either side, since two trials that happen to agree give a bootstrap
+interval narrower than the test set allows.
 The verdict is the claim's rule applied to that interval: ``reproduced``, ``partly``,
 ``inconclusive`` (the trials cannot tell), ``not reproduced``, or ``not run`` (the
 experiment, the Pm level, or the dataset a claim needs is missing).
@@ -32,10 +36,11 @@ import pandas as pd
 
 from ..config import check_choice
 from .evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP, IT, ONESHOT,
-                       PP, Evidence, Measured, Need, best_ticket, difference,
+                       PP, Evidence, Measured, Need, Sampling, best_ticket, difference,
                        gaps_by_level, iterative_vs_oneshot, learning_advantage, need_key,
                        peak_gain, pct_at, quotient, rank_corr_random, ratio_to_dense,
-                       reduce_levels, ticket_vs_dense, value_at, variant_gap, worst_level)
+                       reduce_levels, sampling_floor, ticket_vs_dense, value_at, variant_gap,
+                       worst_level)
 from .verdicts import Above, Below, EveryLevel, Monotone, Near, RatioNear, Rule
 
 __all__ = ["CLAIMS", "Claim", "claim", "get_claim", "claims_table", "TESTING_PROFILES",
@@ -67,6 +72,8 @@ class Claim:
     datasets: tuple[str, ...] | None = None  # None: any dataset; else only these
     reaches: float | None = None  # smallest Pm the statement covers (judged on needs[0])
     group: str = "figures"
+    # the test set's sampling error of the number: the least half-width / 1.96 of its interval
+    sampling: Sampling | None = None
 
     def criterion(self) -> str:
         """The verdict rule in words, with this claim's numbers filled in."""
@@ -84,10 +91,10 @@ class Claim:
 def claim(id: str, figure: str, statement: str, paper: str, needs: tuple[Need, ...],
           compute: Callable[[Evidence], Measured], rule: Rule,
           datasets: tuple[str, ...] | None = None, reaches: float | None = None,
-          group: str = "figures") -> Claim:
+          group: str = "figures", sampling: Sampling | None = None) -> Claim:
     """A :class:`Claim`, with its group checked against :data:`GROUPS`."""
     return Claim(id, figure, statement, paper, needs, compute, rule, datasets, reaches,
-                 check_choice("group", group, GROUPS))
+                 check_choice("group", group, GROUPS), sampling)
 
 
 # --- the ledger ------------------------------------------------------------------------------
@@ -223,42 +230,49 @@ CLAIMS: tuple[Claim, ...] = (
     claim("fig8-lr0.1-dense-90.5pct", "8",
           "The unpruned ResNet-18 at lr 0.1 reaches 90.5% test accuracy (CIFAR-10 only).",
           "90.5%", (FIG8["lr0.1"],), pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0),
-          Near(90.5, 1.0, "%"), ("cifar10",)),
+          Near(90.5, 1.0, "%"), ("cifar10",), sampling=sampling_floor((FIG8["lr0.1"],), 1)),
     claim("fig8-lr0.1-no-winning-tickets", "8",
           "At lr 0.1 there are no winning tickets: tickets do no better than re-initialised "
           "networks (mean gap for Pm >= 11.8%, pp).", "≈ 0 pp", (FIG8["lr0.1"],),
           reduce_levels(gaps_by_level(FIG8["lr0.1"], FINAL_ACC, 0.999, 0.118), "mean"),
-          Below(0.5, PP), reaches=0.118),
+          Below(0.5, PP), reaches=0.118,
+          sampling=sampling_floor((FIG8["lr0.1"],), levels=(0.999, 0.118))),
     claim("fig8-lr0.01-best-ticket-89.5pct", "8",
           "At lr 0.01 the best ticket reaches 89.5% for 41.7% >= Pm >= 21.9% (CIFAR-10 only).",
           "89.5%", (FIG8["lr0.01"],), best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219),
-          Near(89.5, 1.0, "%"), ("cifar10",), reaches=0.219),
+          Near(89.5, 1.0, "%"), ("cifar10",), reaches=0.219,
+          sampling=sampling_floor((FIG8["lr0.01"],), 1)),
     claim("fig8-lr0.01-ticket-beats-reinit", "8",
           "At lr 0.01 tickets beat re-initialised networks for 41.7% >= Pm >= 21.9% "
           "(mean gap, pp).", "> 0 pp", (FIG8["lr0.01"],),
           reduce_levels(gaps_by_level(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219), "mean"),
-          Above(0.0, PP), reaches=0.219),
+          Above(0.0, PP), reaches=0.219,
+          sampling=sampling_floor((FIG8["lr0.01"],), levels=(0.417, 0.219))),
     claim("fig8-lr0.01-short-of-dense-lr0.1", "8",
           "At lr 0.01 the best ticket (41.7% >= Pm >= 21.9%) stays short of the unpruned "
           "network at lr 0.1 (pp).", "-1.0 pp (89.5 vs 90.5)", (FIG8["lr0.01"], FIG8["lr0.1"]),
           lambda ev: difference(best_ticket(FIG8["lr0.01"], FINAL_ACC, 0.417, 0.219)(ev),
                           pct_at(FIG8["lr0.1"], FINAL_ACC, 1.0)(ev)),
-          Below(0.0, PP), reaches=0.219),
+          Below(0.0, PP), reaches=0.219,
+          sampling=sampling_floor((FIG8["lr0.01"], FIG8["lr0.1"]))),
     claim("fig8-warmup-90.5pct-at-27.1pct", "8",
           "With warmup (lr 0.03) the ticket at Pm 27.1% reaches 90.5% (CIFAR-10 only).",
           "90.5%", (FIG8["lr0.03-warmup"],), pct_at(FIG8["lr0.03-warmup"], FINAL_ACC, 0.271),
-          Near(90.5, 1.0, "%"), ("cifar10",)),
+          Near(90.5, 1.0, "%"), ("cifar10",),
+          sampling=sampling_floor((FIG8["lr0.03-warmup"],), 1)),
     claim("fig8-warmup-matches-dense-lr0.1", "8",
           "With warmup the ticket at Pm 27.1% matches the unpruned network at lr 0.1 (pp).",
           "0 pp (90.5 vs 90.5)", (FIG8["lr0.03-warmup"], FIG8["lr0.1"]),
           lambda ev: difference(value_at(ev, FIG8["lr0.03-warmup"], FINAL_ACC, 0.271),
                           value_at(ev, FIG8["lr0.1"], FINAL_ACC, 1.0), 100.0),
-          Near(0.0, 0.5, PP), reaches=0.271),
+          Near(0.0, 0.5, PP), reaches=0.271,
+          sampling=sampling_floor((FIG8["lr0.03-warmup"], FIG8["lr0.1"]))),
     claim("fig8-warmup-winning-to-11.8pct", "8",
           "With warmup tickets still beat re-initialised networks for Pm >= 11.8% "
           "(ticket - re-init per level, pp; ours: the weakest level).", "> 0 at all levels",
           (FIG8["lr0.03-warmup"],), gaps_by_level(FIG8["lr0.03-warmup"], FINAL_ACC, 0.999, 0.118),
-          EveryLevel(0.0, "above", PP), reaches=0.118),
+          EveryLevel(0.0, "above", PP), reaches=0.118,
+          sampling=sampling_floor((FIG8["lr0.03-warmup"],))),
 )
 
 

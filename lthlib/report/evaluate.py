@@ -22,7 +22,7 @@ from ..config import PROFILE_ORDER, PROFILES, ExperimentConfig, check_choice, ex
 from ..store import ExperimentResult, RunStore, df_to_csv_text, resolve_runs_dir
 from .claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row, round_value
 from .judge import assess
-from .evidence import Evidence, Need, need_key
+from .evidence import TEST_IMAGES, Evidence, Need, need_key
 from .lmc_claims import evaluate_lmc_claims
 from .text import DATASET_NAMES
 from .verdicts import VERDICTS
@@ -77,7 +77,9 @@ def _evidence(c: Claim, dataset: str, profile: str, load: Callable[[GroupKey], A
     results = {need_key(n): load(_group_key(n, dataset, profile)) for n in c.needs}
     results = {k: r for k, r in results.items() if r.trials}
     ev = Evidence({k: r.summary for k, r in results.items()},
-                  {k: r.metrics for k, r in results.items()}, dataset)
+                  {k: r.metrics for k, r in results.items()}, dataset,
+                  test_images={k: r.trials[0].config.data.eval_subset or TEST_IMAGES
+                               for k, r in results.items()})
     return ev, results
 
 

@@ -25,8 +25,9 @@ import pandas as pd
 
 from ..config import check_choice
 from .analysis import PM_REL_TOL, nearest_level
-from .verdicts import spearman, weighted_mean
+from .verdicts import sampling_se, spearman, weighted_mean
 
+TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
 RANGE_SLACK = 0.05  # Pm ranges ("67.5% >= Pm >= 17.6%") are widened by 5% at both ends
 
 Need = tuple[str, ...]  # (experiment, arch) or (experiment, arch, lr setting)
@@ -69,6 +70,8 @@ class Evidence:
     metrics: Mapping[str, pd.DataFrame | Callable[[], pd.DataFrame]] = field(default_factory=dict)
     dataset: str = "mnist"
     weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # test images each experiment was scored on (absent: no test-set sampling floor)
+    test_images: Mapping[str, int] = field(default_factory=dict)
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # shared by reweightings
 
     def summary(self, key: str) -> pd.DataFrame | None:
@@ -342,6 +345,31 @@ def peak_gain(ev: Evidence, pm: float) -> Values | None:
 
 
 PP, IT = "pp", "iterations"  # units printed in rules
+
+Sampling = Callable[[Evidence, int], float | None]  # (evidence, trials) -> standard error
+
+
+def sampling_floor(needs: Sequence[Need], networks: int = 2,
+                  levels: tuple[float, float] | None = None, scale: float = 100.0
+                  ) -> Sampling:
+    """The standard error that the test set's sampling alone puts on a claim's number (in
+    pp with the default ``scale``): ``networks`` final test accuracies per trial (1 for an
+    accuracy, 2 for a gap between two networks), averaged over the trials and, with
+    ``levels`` (hi, lo), over the pruned levels of ``needs[0]`` in that Pm range. None when
+    an experiment's test-set size is unknown."""
+    def se(ev: Evidence, trials: int) -> float | None:
+        keys = [need_key(n) for n in needs]
+        images = [ev.test_images.get(k) for k in keys]
+        sums = [ev.summary(k) for k in keys]
+        if not all(images) or any(s is None or FINAL_ACC not in s for s in sums):
+            return None
+        acc = float(np.mean([s[FINAL_ACC].mean() for s in sums]))
+        cells = max(trials, 1)
+        if levels is not None:
+            pms = ev.table(keys[0], FINAL_ACC, "ticket")[0]
+            cells *= max(int((in_range(pms, *levels) & (pms < 1.0).to_numpy()).sum()), 1)
+        return scale * sampling_se(acc, min(images), networks, cells)
+    return se
 
 
 def trial_values(ev: Evidence, need: Need, metric: str, pm: float,

@@ -20,7 +20,9 @@ from ..store import ExperimentResult, RunStore
 from .analysis import level_means, smallest_gap_by_trial, ticket_gaps
 from .chapters import Need
 from .context import Context
+from .evidence import TEST_IMAGES
 from .text import format_duration, format_wall_time, pct
+from .verdicts import sampling_se
 
 
 def late_rewind_label(iteration: int) -> str:
@@ -83,7 +85,6 @@ def status_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
 
 
 TARGET_TRIALS = 2  # the fewest trials per setting that show a seed-to-seed spread
-TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
 
 
 def _seeds_wanted(res: ExperimentResult, trials: int) -> list[int]:
@@ -127,7 +128,7 @@ def gap_noise(res: ExperimentResult) -> tuple[float, str]:
     p = float(res.summary["final_test_acc"].mean())
     cells = max(1, len(ticket_gaps(res.summary))) * max(1, len(per_trial))
     n = res.trials[0].config.data.eval_subset or TEST_IMAGES
-    sampling = (2 * p * (1 - p) / n / cells) ** 0.5
+    sampling = sampling_se(p, n, networks=2, cells=cells)
     if len(per_trial) >= 2:
         spread = float(per_trial.std(ddof=1) / len(per_trial) ** 0.5)
         if spread >= sampling:

@@ -12,8 +12,8 @@ import numpy as np
 
 from .claims import Claim
 from .evidence import Evidence, LevelValues, Measured, need_key
-from .verdicts import (BOOTSTRAP_SEED, DRAWS, EveryLevel, Interval, bootstrap_draws,
-                       percentile_interval, resample_counts)
+from .verdicts import (BOOTSTRAP_SEED, DRAWS, MIN_TRIALS, Z, EveryLevel, Interval,
+                       bootstrap_draws, percentile_interval, resample_counts)
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,21 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
     boot = claim.compute(evidence.reweighted(weights))
     how = (f"{'paired' if paired else 'unpaired'} bootstrap over {n} trial"
            f"{'s' if n != 1 else ''}")
+    floor = claim.sampling(evidence, n) if claim.sampling is not None else None
+    half = Z * floor if floor is not None and math.isfinite(floor) else 0.0
+    if half > 0 and n >= MIN_TRIALS:
+        unit = getattr(claim.rule, "unit", "")
+        how += (f", each end at least {half:.2g}{'' if unit == '%' else ' '}{unit} from our "
+                f"number ({Z:.2f} x the test set's sampling error)")
     rule = f"{claim.criterion()}; {how}"
     if isinstance(point, LevelValues) != isinstance(claim.rule, EveryLevel):
         raise TypeError(f"claim {claim.id!r}: per-level values go with an EveryLevel rule and "
                         f"single values with the others; got {type(claim.rule).__name__} for "
                         f"{'per-level values' if isinstance(point, LevelValues) else 'a value'}")
     if isinstance(point, LevelValues):
-        ours, ci, verdict, detail = _judge_levels(claim, point, boot, n, probs)
+        ours, ci, verdict, detail = _judge_levels(claim, point, boot, n, probs, half)
     else:
-        ci = percentile_interval(float(point[0]), boot, n, probs=probs)
+        ci = percentile_interval(float(point[0]), boot, n, probs=probs).widened(half)
         ours, verdict, detail = ci.estimate, claim.rule.verdict(ci), ""
         if not math.isfinite(ours):
             return NOT_RUN
@@ -112,15 +118,15 @@ def assess(claim: Claim, evidence: Evidence, draws: int = DRAWS,
 
 
 def _judge_levels(claim: Claim, point: LevelValues, boot: Measured, n: int,
-                  probs: np.ndarray) -> tuple[float, Interval, str, str]:
+                  probs: np.ndarray, half: float = 0.0) -> tuple[float, Interval, str, str]:
     """Per-level intervals and verdicts; ours and the interval are those of the weakest
     level: a contradicting level first, else an inconclusive one, else any; among those, the
     one whose estimate lies least on the claimed side."""
     rule = claim.rule
     if not isinstance(rule, EveryLevel) or not isinstance(boot, LevelValues):
         raise TypeError(f"claim {claim.id!r}: per-level values need an EveryLevel rule")
-    cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n, probs=probs)
-           for i in range(len(point.pms))]
+    cis = [percentile_interval(float(point.values[i, 0]), boot.values[i], n, probs=probs
+                               ).widened(half) for i in range(len(point.pms))]
     verdicts = [rule.level_verdict(ci) for ci in cis]
     sign = 1 if rule.side == "above" else -1
     severity = {"not reproduced": 0, "inconclusive": 1, "reproduced": 2}
