@@ -53,7 +53,7 @@ def test_several_trials_use_their_spread() -> None:
     se, source = figure8.gap_noise(close)
     p = float(close.summary["final_test_acc"].mean())
     assert se == pytest.approx((2 * p * (1 - p) / 10_000 / 10) ** 0.5)
-    assert source.startswith("test-set sampling (above")
+    assert source == "test-set sampling (above the trials' spread)"
 
 
 @pytest.mark.parametrize("lr01, lr001, word", [

@@ -133,7 +133,7 @@ def gap_noise(res: ExperimentResult) -> tuple[float, str]:
         spread = float(per_trial.std(ddof=1) / len(per_trial) ** 0.5)
         if spread >= sampling:
             return spread, "trial-to-trial spread"
-        return sampling, "test-set sampling (above the trial-to-trial spread)"
+        return sampling, "test-set sampling (above the trials' spread)"
     return sampling, "test-set sampling only (a lower bound)"
 
 
@@ -163,7 +163,8 @@ def ordering_text(results: Mapping[str, ExperimentResult]) -> str:
             word = "smaller than at lr 0.1, the reverse of the paper"
         else:
             word = "not distinguishable from lr 0.1's"
-        source = " and ".join(dict.fromkeys((noise[k][1], noise["lr0.1"][1])))
+        source = noise[k][1] if noise[k][1] == noise["lr0.1"][1] else \
+            f"{k}'s {noise[k][1]}, lr 0.1's {noise['lr0.1'][1]}"
         lines.append(f"- {k}: mean gap {100 * mean[k]:+.2f} pp against lr 0.1's "
                      f"{100 * mean['lr0.1']:+.2f} pp, a difference of {100 * diff:+.2f} ± "
                      f"{100 * se:.2f} pp (one standard error, from {source}): **{word}**.")
