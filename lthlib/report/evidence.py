@@ -350,8 +350,8 @@ Sampling = Callable[[Evidence, int], float | None]  # (evidence, trials) -> stan
 
 
 def sampling_floor(needs: Sequence[Need], networks: int = 2,
-                  levels: tuple[float, float] | None = None, scale: float = 100.0
-                  ) -> Sampling:
+                   levels: tuple[float, float] | None = None, scale: float = 100.0
+                   ) -> Sampling:
     """The standard error that the test set's sampling alone puts on a claim's number (in
     pp with the default ``scale``): ``networks`` final test accuracies per trial (1 for an
     accuracy, 2 for a gap between two networks), averaged over the trials and, with
