@@ -15,7 +15,11 @@ few seconds per round) so that all of them see the same machine load:
 * ``compiled``: the one-process loop with its forward pass and loss through torch.compile
   (inductor), float32; its compile time is reported apart (it is paid once per process);
 * ``bf16``: the one-process loop under bfloat16 autocast, only where the hardware has native
-  bf16 (AMX or AVX512-BF16 on a CPU, or a GPU); otherwise null.
+  bf16 (AMX or AVX512-BF16 on a CPU, or a GPU); otherwise null;
+* ``ceiling``: the engine loop, run like ``conv_it_s``, on the same network with every
+  BatchNorm and ReLU taken out (convolutions, residual adds, loss and SGD only). It trains
+  nothing useful; it bounds what any fusion of those memory-bound layers could reach with
+  these float32 convolution kernels, since a fused kernel still runs every convolution.
 
 Speeds are model-iterations per second (one network, one minibatch of 128).
 """
@@ -46,7 +50,8 @@ from .models import create_network
 MAX_SIDE_PROCESSES = 8  # memory: each process holds the training set
 _SIDE_CODE = ("import sys, torch; torch.set_num_threads(1); "
               "from lthlib.conv_bench import side_loop; "
-              "side_loop(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])")
+              "side_loop(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], "
+              "sys.argv[5] == 'ceiling')")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -109,15 +114,29 @@ def _plain_step(device: torch.device, dataset: str) -> Callable[[], int]:
     return step
 
 
+def strip_to_convolutions(net: nn.Module) -> nn.Module:
+    """``net`` with every BatchNorm and ReLU module replaced by the identity, in place (the
+    ``ceiling`` loop: what remains is the work no fusion of elementwise layers removes)."""
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (nn.BatchNorm2d, nn.ReLU)):
+                setattr(module, name, nn.Identity())
+    return net
+
+
 def engine_step(device: torch.device, dataset: str, group: int, bf16: bool,
-                seed: int = 0, compiled: bool = False) -> Callable[[], int]:
-    """One iteration of ``group`` networks exactly as :func:`conv_engine.train_group` does;
-    returns the number of model-iterations done."""
+                seed: int = 0, compiled: bool = False,
+                ceiling: bool = False) -> Callable[[], int]:
+    """One iteration of ``group`` networks exactly as :func:`conv_engine.train_group` does
+    (``ceiling``: on the network without BatchNorm and ReLU); returns the number of
+    model-iterations done."""
     m = paper_model("resnet18", dataset)
     cfg = paper_train("resnet18")
     states = [create_network("resnet18", m.num_classes, m.in_shape, seed=seed + s).state_dict()
               for s in range(group)]
     net = conv_engine.pack(states, [None] * group, m.in_shape[0], m.num_classes, device)
+    if ceiling:
+        strip_to_convolutions(net)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     data = load_tensors(dataset)
@@ -137,10 +156,12 @@ def engine_step(device: torch.device, dataset: str, group: int, bf16: bool,
     return step
 
 
-def side_loop(start_file: str, seconds: float, seed: int, dataset: str) -> None:
+def side_loop(start_file: str, seconds: float, seed: int, dataset: str,
+              ceiling: bool = False) -> None:
     """A child of :func:`side_by_side`: warm up, say so, wait for the common start, run the
-    CPU engine loop for ``seconds`` and print its model-iterations/s as JSON."""
-    step = engine_step(torch.device("cpu"), dataset, 1, False, seed)
+    CPU engine loop (``ceiling``: without BatchNorm and ReLU) for ``seconds`` and print its
+    model-iterations/s as JSON."""
+    step = engine_step(torch.device("cpu"), dataset, 1, False, seed, ceiling=ceiling)
     step()
     Path(f"{start_file}.ready{seed}").touch()
     deadline = time.monotonic() + 600
@@ -154,14 +175,17 @@ def side_loop(start_file: str, seconds: float, seed: int, dataset: str) -> None:
     print(json.dumps({"it_s": done / (time.perf_counter() - t0)}), flush=True)
 
 
-def side_by_side(processes: int, seconds: float, dataset: str = "fashionmnist") -> float:
+def side_by_side(processes: int, seconds: float, dataset: str = "fashionmnist",
+                 ceiling: bool = False) -> float:
     """Summed model-iterations/s of ``processes`` 1-thread engine processes started together
-    (the way long CPU experiments run: one trial per process and core)."""
+    (the way long CPU experiments run: one trial per process and core); ``ceiling`` runs
+    the loop without BatchNorm and ReLU."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         start = str(Path(tmp) / "start")
         children = [subprocess.Popen([sys.executable, "-c", _SIDE_CODE, start, str(seconds),
-                                      str(seed), dataset], env=env, stdout=subprocess.PIPE,
+                                      str(seed), dataset, "ceiling" if ceiling else "engine"],
+                                     env=env, stdout=subprocess.PIPE,
                                      text=True) for seed in range(processes)]
         deadline = time.monotonic() + 600
         while sum(Path(f"{start}.ready{s}").exists() for s in range(processes)) < processes:
@@ -207,12 +231,13 @@ def _side_processes(device: torch.device) -> int:
 def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: int = 3,
             seconds: float = 8.0, group: int | None = None,
             compiled: bool = True) -> dict[str, Any]:
-    """Interleaved speeds of the plain, engine, side-by-side, compiled (``compiled``) and
-    (where native) bf16 loops; see the module docstring for what each one is."""
+    """Interleaved speeds of the plain, engine, side-by-side, ceiling, compiled
+    (``compiled``) and (where native) bf16 loops; see the module docstring for each one."""
     dev = default_device(device)
     group = group or conv_engine.group_size(dev, 4)
     loops: dict[str, Callable[[], int]] = {
-        "plain": _plain_step(dev, dataset), "fast": engine_step(dev, dataset, group, False)}
+        "plain": _plain_step(dev, dataset), "fast": engine_step(dev, dataset, group, False),
+        "ceiling": engine_step(dev, dataset, group, False, ceiling=True)}
     bf16 = native_bf16(dev)
     if bf16:
         loops["bf16"] = engine_step(dev, dataset, group, True)
@@ -230,6 +255,7 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
     done = {k: 0 for k in loops}
     spent = {k: 0.0 for k in loops}
     side_speeds: list[float] = []
+    ceiling_side: list[float] = []
     for _ in range(rounds):
         for name, step in loops.items():
             t0 = time.perf_counter()
@@ -241,9 +267,11 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
             spent[name] += time.perf_counter() - t0
         if side:
             side_speeds.append(side_by_side(side, seconds, dataset))
+            ceiling_side.append(side_by_side(side, seconds, dataset, ceiling=True))
     load_after = os.getloadavg()
     speed = {k: done[k] / spent[k] for k in loops}
     fast = sum(side_speeds) / len(side_speeds) if side else speed["fast"]
+    ceiling = sum(ceiling_side) / len(ceiling_side) if side else speed["ceiling"]
     flop = train_flop("resnet18", dataset)
     return {
         "device": str(dev), "threads": torch.get_num_threads(),
@@ -262,11 +290,15 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
         "speedup_fp32_compiled_one_process": (round(speed["compiled"] / speed["plain"], 2)
                                               if compiled else None),
         "speedup_bf16_one_process": round(speed["bf16"] / speed["plain"], 2) if bf16 else None,
+        "conv_ceiling_it_s": round(ceiling, 3),
+        "conv_ceiling_one_process_it_s": round(speed["ceiling"], 3),
+        "speedup_ceiling": round(ceiling / speed["plain"], 2),
         "train_gflop_per_it": round(flop / 1e9, 2),
         "conv_plain_gflops": round(speed["plain"] * flop / 1e9, 1),
         "conv_gflops": round(fast * flop / 1e9, 1),
         "sgemm_gflops": round(sgemm_gflops(dev), 1),
         "side_by_side_it_s_per_round": [round(v, 3) for v in side_speeds],
+        "ceiling_side_by_side_it_s_per_round": [round(v, 3) for v in ceiling_side],
         "iterations_measured": done, "seconds_measured": {k: round(v, 1) for k, v in
                                                           spent.items()},
         "loadavg_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],

@@ -75,10 +75,15 @@ class _GBlock(nn.Module):
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(_GConv(g, c_in, c_out, 1, stride, 0),
                                           nn.BatchNorm2d(g * c_out))
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        # In place (same values bit for bit): BatchNorm's backward needs its input, not its
+        # output, and ReLU's backward reads the sign of its result; no 6 MB temporaries.
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return self.relu(out)
 
 
 class GroupedResNet(nn.Module):
@@ -98,10 +103,11 @@ class GroupedResNet(nn.Module):
             c_in = c_out
         self.fc_weight = nn.Parameter(torch.empty(groups, num_classes, 64))
         self.fc_bias = nn.Parameter(torch.empty(groups, num_classes))
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (N, G*C, H, W), network g's images in channels g*C..; returns (N, G, classes)."""
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         pooled = F.adaptive_avg_pool2d(x, 1).flatten(1).view(x.shape[0], self.g, 64)
         return torch.einsum("ngc,goc->ngo", pooled, self.fc_weight) + self.fc_bias

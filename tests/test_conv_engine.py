@@ -152,6 +152,41 @@ def test_side_by_side_processes_train_and_report() -> None:
     """Two 1-thread engine processes start together and each reports its speed."""
     speed = conv_bench.side_by_side(2, 0.3)
     assert 0.0 < speed < 1000.0
+    assert 0.0 < conv_bench.side_by_side(2, 0.3, ceiling=True) < 1000.0
+
+
+def test_in_place_block_equals_the_textbook_formula() -> None:
+    """The engine's in-place ReLU and residual add give the out-of-place values and
+    gradients bit for bit (so stored results do not depend on the rewrite)."""
+    torch.manual_seed(0)
+    block = conv_engine._GBlock(2, 4, 8, 2).train()
+    for conv in block.modules():
+        if isinstance(conv, conv_engine._GConv):
+            torch.nn.init.normal_(conv.weight)
+    x = torch.randn(6, 8, 10, 10)
+    outs, grads = [], []
+    for in_place in (True, False):
+        xi = x.clone().requires_grad_(True)
+        if in_place:
+            out = block(xi)
+        else:
+            relu = torch.nn.functional.relu
+            out = relu(block.bn2(block.conv2(relu(block.bn1(block.conv1(xi)))))
+                       + block.shortcut(xi))
+        out.pow(2).sum().backward()
+        outs.append(out.detach())
+        grads.append((xi.grad, [p.grad.clone() for p in block.parameters()]))
+        block.zero_grad()
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_ceiling_network_keeps_only_convolutions() -> None:
+    net = conv_engine.pack(_members()[0], [None, None], 1)
+    names = {type(m).__name__ for m in conv_bench.strip_to_convolutions(net).modules()}
+    assert "BatchNorm2d" not in names and "ReLU" not in names and "_GConv" in names
+    assert net(torch.rand(3, 2, 8, 8).contiguous(memory_format=torch.channels_last)).shape \
+        == (3, 2, 10)
 
 
 def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
