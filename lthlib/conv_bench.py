@@ -21,6 +21,12 @@ few seconds per round) so that all of them see the same machine load:
   nothing useful; it bounds what any fusion of those memory-bound layers could reach with
   these float32 convolution kernels, since a fused kernel still runs every convolution.
 
+``sgemm_gflops`` is measured before the loops, on the quiet machine, at the bench's thread
+count; ``speedup_at_sgemm_peak`` is how fast the plain loop's float32 work (the same FLOPs)
+would go at that rate, relative to the plain loop: a roof that no float32 loop doing the
+same arithmetic can pass, since convolutions run below the matmul peak and everything else
+adds time.
+
 Speeds are model-iterations per second (one network, one minibatch of 128).
 """
 from __future__ import annotations
@@ -250,6 +256,7 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
         loops["compiled"]()
         compile_s = time.perf_counter() - t0
     side = _side_processes(dev)
+    sgemm = sgemm_gflops(dev, seconds=2.0)
     idle_before = cpu_idle_fraction()
     load_before = os.getloadavg()
     done = {k: 0 for k in loops}
@@ -296,7 +303,8 @@ def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: in
         "train_gflop_per_it": round(flop / 1e9, 2),
         "conv_plain_gflops": round(speed["plain"] * flop / 1e9, 1),
         "conv_gflops": round(fast * flop / 1e9, 1),
-        "sgemm_gflops": round(sgemm_gflops(dev), 1),
+        "sgemm_gflops": round(sgemm, 1),
+        "speedup_at_sgemm_peak": round(sgemm * 1e9 / flop / speed["plain"], 2),
         "side_by_side_it_s_per_round": [round(v, 3) for v in side_speeds],
         "ceiling_side_by_side_it_s_per_round": [round(v, 3) for v in ceiling_side],
         "iterations_measured": done, "seconds_measured": {k: round(v, 1) for k, v in
