@@ -454,8 +454,8 @@ def rules_in_words() -> str:
         "",
         f"With two trials it is worse: the bootstrap interval is just the range of the two "
         f"values, and for any symmetric noise the true mean lies between two draws only half "
-        f"the time. Figure 8's claims rest on two or three trials of ResNet-18, so each of "
-        f"their intervals is also widened to reach at least {Z:.2f} standard errors of the "
+        f"the time, and three are little better. Figure 8's claims rest on three trials of "
+        f"ResNet-18 per setting, so each of their intervals is also widened to reach at least {Z:.2f} standard errors of the "
         f"test set's sampling either side of our number: a network's accuracy p on n test "
         f"images varies by about √(p(1−p)/n) (0.27 pp at 92% on 10,000), and a ticket's gap "
         f"over its re-initialisation holds two such networks. The rule column says when an "
