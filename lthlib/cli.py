@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import bench, lmc, plateau
 from .command import run_handler
-from .config import (ARCHS, DATASETS, EXPERIMENTS, PROFILES, RESNET_LR_SETTINGS,
+from .config import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFILES, RESNET_LR_SETTINGS,
                      ExperimentConfig, experiment_from_dict, make_experiment)
 from .experiments import run_experiment
 from .report import build
@@ -50,6 +50,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rewind-iter", type=int, default=0, metavar="K",
                    help="IMP late rewinding: reset survivors to the dense run's iteration K "
                    "instead of θ0 (default 0: the paper's θ0)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="conv nets' arithmetic (default: the profile's; bf16 only where "
+                   "the CPU has AMX/AVX512-BF16 or on a GPU, else it is emulated and slow)")
     p.add_argument("--runs-dir", default=None, help="store root (default: env LTH_RUNS_DIR "
                    "or the repository's runs/)")
     p.add_argument("--data-dir", default=None, help="dataset root (default: env LTH_DATA_DIR, "
@@ -124,7 +127,9 @@ def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Experimen
                             reinits=args.reinits, lr_setting=args.lr_setting,
                             rounds=args.rounds,
                             **({"rewind_iteration": args.rewind_iter} if args.rewind_iter
-                               else {})) for e in experiments]
+                               else {}),
+                            **({"precision": args.precision} if args.precision else {}))
+            for e in experiments]
 
 
 def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ from . import conv_engine
 from .bench_common import machine, provenance, sgemm_gflops, sync
 from .config import paper_model, paper_train
 from .data import batch_indices, get_datasets, load_tensors
-from .device import default_device
+from .device import default_device, native_bf16
 from .models import create_network
 
 MAX_SIDE_PROCESSES = 8  # memory: each process holds the training set
@@ -58,18 +58,6 @@ _SIDE_CODE = ("import sys, torch; torch.set_num_threads(1); "
               "from lthlib.conv_bench import side_loop; "
               "side_loop(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], "
               "sys.argv[5] == 'ceiling')")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """True on a GPU or a CPU that computes bf16 natively (AMX or AVX512-BF16)."""
-    if device.type == "cuda":
-        return True
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def train_flop(arch: str = "resnet18", dataset: str = "fashionmnist", batch: int = 128) -> float:
@@ -232,6 +220,39 @@ def _side_processes(device: torch.device) -> int:
     """One 1-thread process per core on a multi-core CPU; none on a GPU or a single core."""
     cores = os.cpu_count() or 1
     return min(cores, MAX_SIDE_PROCESSES) if device.type == "cpu" and cores > 1 else 0
+
+
+def precision_speeds(device: str | None = None, dataset: str = "fashionmnist",
+                     rounds: int = 2, seconds: float = 15.0) -> dict[str, Any]:
+    """One network in the conv engine at one thread, float32 against bf16 autocast, in turns,
+    whether or not bf16 is native here: what choosing a precision costs on this machine
+    (``python -m lthlib.bench --conv-precision --json``). Emulated bf16 is far slower."""
+    dev = default_device(device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loops = {"fp32": engine_step(dev, dataset, 1, False),
+                 "bf16": engine_step(dev, dataset, 1, True)}
+        for step in loops.values():
+            step()
+        done = {k: 0 for k in loops}
+        spent = {k: 0.0 for k in loops}
+        for _ in range(rounds):
+            for name, step in loops.items():
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    done[name] += step()
+                    sync(dev)
+                spent[name] += time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    speed = {k: done[k] / spent[k] for k in loops}
+    return {"device": str(dev), "threads": 1, **machine(), **provenance(),
+            "dataset": dataset, "native_bf16": native_bf16(dev),
+            "fp32_it_s": round(speed["fp32"], 3), "bf16_it_s": round(speed["bf16"], 3),
+            "bf16_over_fp32": round(speed["bf16"] / speed["fp32"], 3),
+            "iterations_measured": done,
+            "seconds_measured": {k: round(v, 1) for k, v in spent.items()}}
 
 
 def measure(device: str | None = None, dataset: str = "fashionmnist", rounds: int = 3,

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import TensorSplit, augment_batch, batch_indices
+from .device import warn_if_bf16_emulated
 from .schedule import eval_iterations, make_optimizer, make_scheduler
 from .train import HISTORY_COLUMNS, early_stop_summary
 
@@ -243,6 +244,8 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
         raise ValueError(f"the grouped conv engine trains with sgd (ResNet's optimizer), got "
                          f"{cfg.optimizer!r}; allowed: 'sgd'")
     device = torch.device(device)
+    if bf16:
+        warn_if_bf16_emulated(device)
     g = len(inits)
     net = pack(inits, masks, data.in_shape[0], data.num_classes, device)
     opt = make_optimizer(net.parameters(), cfg)  # the optimizer train() uses, same rounding

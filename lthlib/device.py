@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -20,6 +21,32 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"device {str(choice)!r} requested but CUDA is not available; "
                          "allowed here: 'cpu'")
     return dev
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True on a GPU or on a CPU that computes bf16 natively (AMX or AVX512-BF16). Elsewhere
+    bf16 autocast is emulated: measured on an AVX2-only AMD EPYC, ResNet-18 trained 12x
+    slower (0.14 against 1.71 it/s at one thread) than in float32."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def warn_if_bf16_emulated(device: torch.device) -> None:
+    """Warn (RuntimeWarning) when bf16 is asked for where it would only be emulated: a run
+    that takes hours in float32 would silently take days."""
+    if not native_bf16(device):
+        warnings.warn(f"bf16 autocast on {device} without native bf16 (no AMX or AVX512-BF16) "
+                      f"is emulated, about 12x slower than float32 on an AVX2 CPU; use "
+                      f"precision 'fp32' (CLI --precision fp32, a run of its own identity) or a "
+                      f"machine with native bf16", RuntimeWarning, stacklevel=3)
 
 
 def describe_hardware(device: torch.device) -> dict[str, str | int]:

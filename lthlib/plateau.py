@@ -26,15 +26,15 @@ import torch.nn.functional as F
 
 from .atomic import atomic_save, atomic_write_text
 from .command import run_handler
-from .config import ARCHS, DATASETS, TrainConfig, check_choice, paper_model, paper_train
+from .config import (ARCHS, DATASETS, PRECISIONS, TrainConfig, check_choice, paper_model,
+                     paper_train)
 from .data import _check_batching, batch_indices, load_tensors
-from .device import default_device, describe_hardware
+from .device import default_device, describe_hardware, warn_if_bf16_emulated
 from .models import create_network
 from .record_files import df_to_csv_text
 from .schedule import lr_factor, make_optimizer
 from .store import git_commit, resolve_runs_dir
 
-PRECISIONS = ("fp32", "bf16")
 _DESCRIPTION = ("Train one dense network long, evaluated every epoch, to find the budget at "
                 "which it plateaus (runs/plateau/).")
 CURVE_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
@@ -119,6 +119,8 @@ def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
         start, wall_before = int(blob["iteration"]), float(blob["wall_s"])
         rows = pd.read_csv(out / "curve.csv").to_dict("records")
     bf16 = cfg.precision == "bf16"
+    if bf16:
+        warn_if_bf16_emulated(dev)
     xs, ys = data.train_x.to(dev), data.train_y.to(dev)
     batches = batch_indices(len(ys), tcfg.batch_size, cfg.seed, start)
     t0 = time.perf_counter()

@@ -8,7 +8,8 @@ Modes, one per invocation:
   implementation, side by side (:mod:`lthlib.bench.reference`);
 - ``--sparse`` and ``--sparse-trial PROFILE``: the sparse path against the dense one
   (:mod:`lthlib.bench.sparse`);
-- ``--conv``: ResNet-18, a textbook loop against the conv engine (:mod:`lthlib.conv_bench`).
+- ``--conv``: ResNet-18, a textbook loop against the conv engine (:mod:`lthlib.conv_bench`);
+- ``--conv-precision``: the conv engine at float32 against bf16 autocast, native or not.
 
 ``--json`` prints one JSON object on the last line of stdout; ``--out FILE`` also stores it
 (e.g. under ``runs/bench/``) with the command that reproduces it.
@@ -23,6 +24,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..bench_common import machine, sgemm_gflops
 from ..conv_bench import measure as conv_measure
+from ..conv_bench import precision_speeds
 from ..data import load_tensors
 from .lenet import eval_ms_per_member, k1_against_plain, k1_with_evaluation, run
 from .reference import imp_trial_vs_reference, reference_imp_trial
@@ -55,6 +57,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conv", action="store_true",
                         help="ResNet-18: textbook loop vs the experiments' conv engine "
                         "(fp32, and bf16 where native), interleaved (lthlib.conv_bench)")
+    parser.add_argument("--conv-precision", action="store_true",
+                        help="ResNet-18 in the conv engine, one thread: fp32 vs bf16 autocast, "
+                        "native or emulated")
 
 
 def register(sub: Any) -> None:
@@ -68,7 +73,8 @@ def register(sub: Any) -> None:
 def _command(args: argparse.Namespace) -> str:
     """The command that reproduces a result: its options in one fixed order, --out left out."""
     parts = ["python -m lthlib.bench"]
-    for flag, value in (("--conv", args.conv), ("--imp-trial", args.imp_trial),
+    for flag, value in (("--conv", args.conv), ("--conv-precision", args.conv_precision),
+                        ("--imp-trial", args.imp_trial),
                         ("--sparse-trial", args.sparse_trial), ("--sparse", args.sparse),
                         ("--quick", args.quick), ("--population", args.population),
                         ("--iterations", args.iterations), ("--device", args.device),
@@ -90,6 +96,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.conv:
         result = conv_measure(args.device, rounds=2 if args.quick else 3,
                               seconds=3.0 if args.quick else 8.0)
+    elif args.conv_precision:
+        result = precision_speeds(args.device, rounds=1 if args.quick else 2,
+                                  seconds=5.0 if args.quick else 15.0)
     elif args.imp_trial:
         result = imp_trial_vs_reference(args.imp_trial, threads=args.trial_threads)
     elif args.sparse_trial:
