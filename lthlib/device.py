@@ -25,8 +25,8 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     """True on a GPU or on a CPU that computes bf16 natively (AMX or AVX512-BF16). Elsewhere
-    bf16 autocast is emulated: measured on an AVX2-only AMD EPYC, ResNet-18 trained 12x
-    slower (0.14 against 1.71 it/s at one thread) than in float32."""
+    bf16 autocast is emulated: on an AVX2-only AMD EPYC ResNet-18 trained 13x slower than in
+    float32 (runs/bench/cpu-conv-precision-amd-epyc.json)."""
     if device.type == "cuda":
         return True
     if device.type != "cpu":
@@ -44,7 +44,7 @@ def warn_if_bf16_emulated(device: torch.device) -> None:
     that takes hours in float32 would silently take days."""
     if not native_bf16(device):
         warnings.warn(f"bf16 autocast on {device} without native bf16 (no AMX or AVX512-BF16) "
-                      f"is emulated, about 12x slower than float32 on an AVX2 CPU; use "
+                      f"is emulated, about 13x slower than float32 on an AVX2 CPU; use "
                       f"precision 'fp32' (CLI --precision fp32, a run of its own identity) or a "
                       f"machine with native bf16", RuntimeWarning, stacklevel=3)
 
