@@ -130,7 +130,7 @@ def test_experiments_train_resnets_grouped(monkeypatch) -> None:
 
 
 def test_emulated_bf16_warns_and_native_bf16_does_not(monkeypatch) -> None:
-    """bf16 without AMX/AVX512-BF16 is emulated (12x slower measured on an AVX2 EPYC): the
+    """bf16 without AMX/AVX512-BF16 is emulated (13x slower measured on an AVX2 EPYC): the
     engine says so instead of silently taking days; where bf16 is native it says nothing."""
     import warnings
 
