@@ -18,6 +18,11 @@ vgg19      2x64 M 2x128 M 4x256 M 4x512 M 4x512, avg, fc 10     20.0M           
 mlp        fc 256, 128, 32, 10 (FashionMNIST notebook)          (not in paper)  237,888
 =========  ===================================================  ==============  ============
 
+The assignment also names torchvision's ``resnet18`` (11,181,642 parameters for 3 channels)
+and ``vgg19`` (139,611,210): ``create_network("resnet18-torchvision")`` and
+``"vgg19-torchvision"`` build them for 1x28x28 inputs (:mod:`lthlib.torchvision_nets` says
+what changes: 11,172,810 and 139,610,058 parameters).
+
 Conv-6's printed 1.7M does not follow from its layer list with 3x3 'same' convolutions; the
 count above does (its conv part, 1,144,512, matches the paper's "1.1M conv").
 """
@@ -34,9 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lthlib.config import ARCHS, check_choice
+from lthlib.torchvision_nets import TORCHVISION_ARCHS, TORCHVISION_SPECS, build_torchvision
 
 __all__ = ["ARCH_SPECS", "ArchSpec", "create_network", "prunable_layers", "count_weights",
-           "LeNet", "MLP", "ConvNet", "CifarResNet", "VGG"]
+           "LeNet", "MLP", "ConvNet", "CifarResNet", "VGG", "TORCHVISION_ARCHS",
+           "TORCHVISION_SPECS"]
 
 
 @dataclass(frozen=True)
@@ -256,12 +263,19 @@ def _build(arch: str, num_classes: int, in_shape: tuple[int, int, int]) -> nn.Mo
 def create_network(name: str, num_classes: int = 10,
                    in_shape: tuple[int, int, int] | None = None,
                    seed: int | None = None) -> nn.Module:
-    """Build one of ``config.ARCHS`` (case-insensitive) with Gaussian Glorot init.
+    """Build one of ``config.ARCHS`` (case-insensitive) with Gaussian Glorot init, or one of
+    ``TORCHVISION_ARCHS`` (torchvision's model and init, for ``in_shape`` (C, 28, 28)).
 
     With ``seed``, the weights depend on the seed only: construction runs under a forked global
     RNG (left untouched) and init draws from a local generator.
     """
-    arch = check_choice("network", name, ARCHS)
+    arch = check_choice("network", name, ARCHS + TORCHVISION_ARCHS)
+    if arch in TORCHVISION_ARCHS:
+        channels = 1 if in_shape is None else int(in_shape[0])
+        if int(num_classes) < 1 or channels < 1:
+            raise ValueError(f"num_classes and in_shape channels must be >= 1, got "
+                             f"{num_classes} and {channels}")
+        return build_torchvision(arch, int(num_classes), channels, seed)
     if in_shape is None:
         in_shape = (1, 28, 28) if arch in ("lenet", "mlp") else (3, 32, 32)
     in_shape = tuple(int(s) for s in in_shape)  # type: ignore[assignment]

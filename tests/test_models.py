@@ -133,3 +133,30 @@ def test_bad_inputs_name_the_allowed_values() -> None:
         create_network("lenet", num_classes=0)
     with pytest.raises(ValueError, match=r"too small"):
         create_network("conv6", in_shape=(3, 4, 4))
+
+
+@pytest.mark.parametrize("arch", ["resnet18-torchvision", "vgg19-torchvision"])
+def test_torchvision_networks_for_28x28(arch: str) -> None:
+    """The assignment's torchvision counts (3 channels) and ours (1x28x28), both computed
+    from torchvision here, are the ones the module documents."""
+    from lthlib.models import TORCHVISION_SPECS
+    from lthlib.torchvision_nets import parameter_counts
+
+    counts = parameter_counts()[arch]
+    spec = TORCHVISION_SPECS[arch]
+    assert counts["torchvision_3_channel"] == spec.reference_params
+    assert counts["ours_1x28x28"] == spec.params
+    assert {"resnet18-torchvision": 11_181_642, "vgg19-torchvision": 139_611_210}[arch] == \
+        spec.reference_params
+    net = create_network(arch.upper(), seed=3)
+    assert net.arch == arch and n_params(net) == spec.params
+    again = create_network(arch, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                  again.state_dict().values()))
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert prunable_layers(net)[-1][2] == "output"
+
+
+def test_unknown_network_names_the_torchvision_ones() -> None:
+    with pytest.raises(ValueError, match="resnet18-torchvision"):
+        create_network("resnet50-torchvision")
