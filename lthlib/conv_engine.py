@@ -232,11 +232,13 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
                 cfg: TrainConfig, batch_seeds: Sequence[int],
                 device: torch.device | str = "cpu", augment: bool = False,
                 bf16: bool = False, progress: bool | str = False,
-                compiled: bool = False) -> list[ConvResult]:
+                compiled: bool = False, start: int = 0) -> list[ConvResult]:
     """Train ``len(inits)`` ResNets at once; per network the same history, early stop and final
     state that :func:`lthlib.train.train` gives (up to float rounding). ``compiled`` runs the
     forward pass and loss through torch.compile (other float rounding; see
-    :func:`loss_function`)."""
+    :func:`loss_function`). ``start`` = k trains iterations k..T-1 only (late rewinding): the
+    schedule, the batch order and the augmentation resume at k, the optimizer state is fresh,
+    and the history starts with an evaluation at k."""
     if not (len(inits) == len(masks) == len(batch_seeds)) or not inits:
         raise ValueError(f"inits, masks and batch_seeds must be equal non-empty lists, got "
                          f"{len(inits)}, {len(masks)}, {len(batch_seeds)}")
@@ -249,22 +251,22 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     g = len(inits)
     net = pack(inits, masks, data.in_shape[0], data.num_classes, device)
     opt = make_optimizer(net.parameters(), cfg)  # the optimizer train() uses, same rounding
-    sched = make_scheduler(opt, cfg)
+    sched = make_scheduler(opt, cfg, start)
     X, Y = data.train_x.to(device), data.train_y.to(device)
-    streams = [batch_indices(len(Y), cfg.batch_size, s) for s in batch_seeds]
+    streams = [batch_indices(len(Y), cfg.batch_size, s, start) for s in batch_seeds]
     sets = {"train": (data.train_eval_x.to(device), data.train_eval_y.to(device)),
             "val": (data.val_x.to(device), data.val_y.to(device)),
             "test": (data.test_x.to(device), data.test_y.to(device))}
-    evals = set(eval_iterations(cfg))
+    evals = {i for i in eval_iterations(cfg) if i >= start} | {start}
     loss_fn = loss_function(compiled)
     rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
     bar = None
     if progress:
-        bar = tqdm(total=cfg.iterations, desc=progress if isinstance(progress, str) else "train",
-                   unit="it", leave=False)
+        bar = tqdm(total=cfg.iterations, initial=start, unit="it", leave=False,
+                   desc=progress if isinstance(progress, str) else "train")
     t0 = time.perf_counter()
     net.train()
-    for it in range(cfg.iterations + 1):
+    for it in range(start, cfg.iterations + 1):
         if it in evals:
             per = {name: _evaluate(net, x, y, bf16) for name, (x, y) in sets.items()}
             for j in range(g):

@@ -60,10 +60,16 @@ def make_optimizer(params: Iterable[Tensor], cfg: TrainConfig,
                            weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(opt: torch.optim.Optimizer,
-                   cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning-rate schedule of :func:`lr_factor` as a torch scheduler."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, cfg))
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                   start: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of :func:`lr_factor` as a torch scheduler.
+
+    ``start`` > 0 resumes the schedule at update ``start`` (late rewinding trains from
+    iteration k to T): the first step uses ``lr_factor(start)``, warmup and decay included."""
+    if start < 0 or start >= max(cfg.iterations, 1):
+        raise ValueError(f"schedule start {start} is outside the run; allowed: 0.."
+                         f"{max(cfg.iterations - 1, 0)}")
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i + start, cfg))
 
 
 class StackedOptimizer:
