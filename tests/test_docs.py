@@ -2,7 +2,10 @@
 the call chains docs/architecture.md writes down, checked against the stack of a real run."""
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 import tempfile
 import threading
 import traceback
@@ -12,6 +15,7 @@ import pytest
 import torch
 
 import lthlib as lth
+from lthlib.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -50,6 +54,22 @@ def test_readme_folder_map_names_what_exists() -> None:
         for name in re.split(r"\s{2,}", line.strip())[0].split(", "):
             if name != "...":
                 assert (base / name).exists(), f"README's folder map names missing {name}"
+
+
+def test_readme_command_lines_parse() -> None:
+    """Every ``python -m lthlib ...`` line of the README names a command and options that
+    exist (parsed, not run)."""
+    lines = [ln.split("#", 1)[0].strip() for ln in README.read_text().splitlines()
+             if ln.startswith("python -m lthlib ")]
+    assert len(lines) >= 5
+    for line in lines:
+        args = shlex.split(line)[3:]
+        if "--help" in args:
+            with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as end:
+                build_parser().parse_args(args)
+            assert end.value.code == 0, line
+        else:
+            build_parser().parse_args(args)
 
 
 def _chains() -> dict[str, tuple[int, list[tuple[str, str]]]]:
