@@ -72,6 +72,22 @@ def test_readme_command_lines_parse() -> None:
             build_parser().parse_args(args)
 
 
+def test_readme_example_runs_and_prints_what_its_comments_say(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library example runs as written (its trials are read from the committed store)
+    and each ``print`` commented with a number prints that number."""
+    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    printed = out.getvalue().splitlines()
+    said = [re.match(r"\s*([\d.]+)", ln.split("#", 1)[1]).group(1)
+            for ln in code.splitlines() if ln.startswith("print(") and "#" in ln]
+    assert said and printed[:len(said)] == said
+
+
 def _chains() -> dict[str, tuple[int, list[tuple[str, str]]]]:
     """Per chain heading of docs/architecture.md: the count it states, and its numbered
     (function, file) lines."""
