@@ -45,6 +45,11 @@ class ExperimentConfig:
     # IMP late rewinding (Frankle et al. 2019, arXiv:1903.01611): survivors reset to their
     # values at this iteration of the dense run instead of θ0 (0 = the paper's θ0)
     rewind_iteration: int = 0
+    # what a rewound ticket trains: "from-k" (the literature: iterations k..T, schedule resumed
+    # at k, fresh optimizer state) or "restart" (lthlib before 2026-12-07: the whole schedule
+    # again from iteration 0, T more iterations; kept so those committed trials keep their
+    # meaning and hash). "" when nothing is rewound.
+    rewind_schedule: str = ""
     # "bf16": conv nets train and evaluate under bfloat16 autocast (lthlib.conv_engine);
     # a change of numerics, so part of the hash; never the paper profile's
     precision: str = "fp32"
@@ -62,6 +67,13 @@ class ExperimentConfig:
             raise ValueError(f"rewind_iteration {self.rewind_iteration} is not allowed for "
                              f"{self.experiment} with {self.train.iterations} iterations; "
                              f"allowed: 0, or 1..{self.train.iterations - 1} for imp/global-imp")
+        if self.rewind_iteration == 0:
+            if self.rewind_schedule not in ("", "from-k", "restart"):
+                check_choice("rewind schedule", self.rewind_schedule, REWIND_SCHEDULES)
+            object.__setattr__(self, "rewind_schedule", "")
+        else:
+            object.__setattr__(self, "rewind_schedule", check_choice(
+                "rewind schedule", self.rewind_schedule or "from-k", REWIND_SCHEDULES))
         object.__setattr__(self, "precision", check_choice("precision", self.precision,
                                                             PRECISIONS))
         if self.precision != "fp32" and self.profile == "paper":
@@ -75,13 +87,22 @@ class ExperimentConfig:
     def setting(self) -> str:
         """The lr setting as results are grouped: late rewinding is a procedure of its own
         (``lr0.1/rewind429``), never pooled with the paper's setting of the same lr."""
-        return self.lr_setting + (f"/rewind{self.rewind_iteration}"
-                                  if self.rewind_iteration else "")
+        if not self.rewind_iteration:
+            return self.lr_setting
+        old = "-restart" if self.rewind_schedule == "restart" else ""
+        return f"{self.lr_setting}/rewind{self.rewind_iteration}{old}"
+
+    @property
+    def rewound_start(self) -> int:
+        """The iteration a rewound ticket's training starts at: k for "from-k", else 0."""
+        return self.rewind_iteration if self.rewind_schedule == "from-k" else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data; fields added after trials were committed are left out
         at their default (:data:`HASH_NEUTRAL_DEFAULTS`), so those trials keep their hash."""
         d = dataclasses.asdict(self)
+        if d.get("rewind_schedule") == "restart":  # committed before the field existed
+            del d["rewind_schedule"]
         for path, default in HASH_NEUTRAL_DEFAULTS.items():
             *outer, last = path
             node = d
@@ -117,12 +138,16 @@ class ExperimentConfig:
 
 # Fields added after trials were stored: left out of the hashed dict at these defaults.
 HASH_NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {("rewind_iteration",): 0,
-                                                     ("precision",): "fp32"}
+                                                     ("precision",): "fp32",
+                                                     ("rewind_schedule",): ""}
+REWIND_SCHEDULES = ("from-k", "restart")
 
 
 def experiment_from_dict(d: dict[str, Any]) -> ExperimentConfig:
     """Inverse of :meth:`ExperimentConfig.to_dict` (for reading records back)."""
     d = dict(d)
+    if d.get("rewind_iteration") and "rewind_schedule" not in d:
+        d["rewind_schedule"] = "restart"  # stored before "from-k" became the definition
     d["model"] = ModelConfig(**d["model"])
     d["data"] = DataConfig(**d["data"])
     d["train"] = TrainConfig(**d["train"])

@@ -4,7 +4,10 @@
   weights from the weights at the END of training, reset the survivors to θ0, repeat for
   ``rounds`` levels, every level with the full budget; then ``reinits`` random
   re-initialisations per pruned level (same mask, fresh θ0'). With ``rewind_iteration = k``
-  (late rewinding, Frankle et al. 2019) the survivors restart from θk of the dense run.
+  (late rewinding, Frankle et al. 2019, 2020) the survivors restart from θk of the dense run
+  and train iterations k..T with the schedule resumed at k and a fresh optimizer state; the
+  re-init controls, which have no θk, train the whole schedule from 0. Trials stored before
+  this definition (``rewind_schedule = "restart"``) trained the rewound ticket T iterations.
 * :func:`oneshot` (Figures 1, 4c): train θ0 once, then for each target Pm prune once and
   train the ticket (θ0), re-initialised copies (θ0') and random sparse networks (a fresh
   random mask with the ticket's per-layer counts and a fresh init).
@@ -64,8 +67,10 @@ def imp(job: Job) -> None:
                   if level < rounds else None for t in trials}
         todo = job.pending(stage, tickets, needs_state=lambda m: level < rounds
                            and stored[m.trial.seed] is None)
-        done = job.record(stage, todo, train_members(todo, cfg, job.data, job.device,
-                                                     job.label(stage)), keep_states=True)
+        # a rewound ticket trains k..T ("from-k"); the dense level 0 always trains 0..T
+        done = job.record(stage, todo, train_members(
+            todo, cfg, job.data, job.device, job.label(stage),
+            start=cfg.rewound_start if level > 0 else 0), keep_states=True)
         if level == rounds:
             break
         # 2. prune p% of the survivors by their final magnitude; store the mask at once

@@ -75,12 +75,16 @@ def density(cfg: ExperimentConfig, mask: Masks | None) -> float:
 
 
 def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSplit,
-                  device: torch.device, progress: bool | str = False
+                  device: torch.device, progress: bool | str = False, start: int = 0
                   ) -> list[tuple[pd.DataFrame, State]]:
-    """Train every member; the population engine when it supports the arch, else one by one."""
+    """Train every member; the population engine when it supports the arch, else one by one.
+
+    ``start`` = k trains iterations k..T only (late rewinding from θk): the schedule, batch
+    order and augmentation resume at k with a fresh optimizer state. The population engine
+    always starts at 0, so such members train through the conv engine or :func:`train`."""
     if not members:
         return []
-    if engine.supports(cfg.model.arch) and not cfg.data.augment:
+    if engine.supports(cfg.model.arch) and not cfg.data.augment and start == 0:
         results = engine.train_population(
             cfg.model.arch, [m.init for m in members], [m.mask for m in members], data,
             cfg.train, [m.trial.seed for m in members], device=device, progress=progress)
@@ -95,7 +99,7 @@ def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSpli
             res = conv_engine.train_group(
                 [m.init for m in chunk], [m.mask for m in chunk], data, cfg.train,
                 [m.trial.seed for m in chunk], device=device, augment=cfg.data.augment,
-                bf16=cfg.precision == "bf16", progress=desc)
+                bf16=cfg.precision == "bf16", progress=desc, start=start)
             grouped += [(r.history, r.final_state) for r in res]
         return grouped
     if cfg.precision != "fp32":
@@ -107,6 +111,6 @@ def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSpli
         net = masked_network(cfg, m.init, m.mask)
         desc = f"{progress} [{i + 1}/{len(members)}]" if isinstance(progress, str) else progress
         res = train(net, data, cfg.train, batch_seed=m.trial.seed, device=device,
-                    progress=desc, augment=cfg.data.augment)
+                    progress=desc, augment=cfg.data.augment, start_iteration=start)
         out.append((res.history, {k: v.detach().cpu() for k, v in plain_state(res.net).items()}))
     return out

@@ -197,7 +197,7 @@ def _eval_row(net: nn.Module, sets: dict[str, EvalData], iteration: int,
 def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_seed: int = 0,
           run_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
           progress: bool | str = False, augment: bool = False,
-          checkpoint_every: int | None = None) -> TrainResult:
+          checkpoint_every: int | None = None, start_iteration: int = 0) -> TrainResult:
     """Train ``net`` (pruned or not) for ``cfg.iterations`` updates; evaluate; early-stop.
 
     With ``run_dir``, checkpoints ``start.pt``, ``best.pt`` (minimum validation loss so far)
@@ -205,14 +205,17 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     (default: every eval) so a killed run continues from where it was, bit for bit on CPU.
     Pruned weights stay exactly zero: torch's reparametrisation (weight_orig * weight_mask)
     zeroes their gradient, so neither momentum nor weight decay can regrow them.
+    ``start_iteration`` = k trains iterations k..T only (late rewinding from θk): schedule,
+    batch order and augmentation resume at k, the optimizer state is fresh, and the history
+    starts with an evaluation at k.
     """
     device = default_device(device)
     net.to(device)
     run_path = Path(run_dir) if run_dir is not None else None
     opt = make_optimizer(net.parameters(), cfg)
-    sched = make_scheduler(opt, cfg)
+    sched = make_scheduler(opt, cfg, start_iteration)
     rows: list[dict[str, float]] = []
-    start, best_val = 0, math.inf
+    start, best_val = start_iteration, math.inf
     ckpt: dict[str, Path] = {}
     if run_path is not None:
         ckpt = {n: run_path / f"{n}.pt" for n in ("start", "best", "end", "resume")}
@@ -224,14 +227,14 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
             extra = load_checkpoint(ckpt["resume"], net)
             opt = make_optimizer(net.parameters(), cfg)
             opt.load_state_dict(extra["optimizer"])
-            sched = make_scheduler(opt, cfg)
+            sched = make_scheduler(opt, cfg, start_iteration)
             sched.load_state_dict(extra["scheduler"])
             start, best_val = int(extra["iteration"]), float(extra["best_val"])
             rows = [dict(zip(HISTORY_COLUMNS, r)) for r in extra["history"].tolist()]
         else:
             save_checkpoint(ckpt["start"], net)
     sets = _eval_sets(data, device)
-    evals = set(eval_iterations(cfg))
+    evals = {i for i in eval_iterations(cfg) if i >= start_iteration} | {start_iteration}
     every = checkpoint_every or cfg.eval_every
     batches = _Batches(data, cfg, batch_seed, start, device, augment)
     bar = _progress(progress, cfg.iterations, start)
