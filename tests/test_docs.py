@@ -124,7 +124,7 @@ def _stack_at_update(monkeypatch: pytest.MonkeyPatch, arch: str, dataset: str, t
         seen.setdefault(threading.current_thread().name, frames)
         raise _Stop
 
-    fused, sgd_step = torch._fused_adam_, torch.optim.SGD.step
+    fused, sgd_step, adam_step = torch._fused_adam_, torch.optim.SGD.step, torch.optim.Adam.step
 
     def fused_adam(*args, **kwargs):  # type: ignore[no-untyped-def]
         capture()
@@ -134,9 +134,14 @@ def _stack_at_update(monkeypatch: pytest.MonkeyPatch, arch: str, dataset: str, t
         capture()
         return sgd_step(self, *args, **kwargs)
 
+    def adam(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        capture()
+        return adam_step(self, *args, **kwargs)
+
     monkeypatch.setattr(torch, "_fused_adam_", fused_adam)
+    monkeypatch.setattr(torch.optim.Adam, "step", adam)
     monkeypatch.setattr(torch.optim.SGD, "step", sgd)
-    experiment = "imp" if arch == "lenet" else "global-imp"
+    experiment = "global-imp" if arch == "resnet18" else "imp"
     cfg = lth.make_experiment(experiment, arch, dataset, "smoke", trials)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -149,7 +154,8 @@ def _stack_at_update(monkeypatch: pytest.MonkeyPatch, arch: str, dataset: str, t
 
 
 @pytest.mark.parametrize("head,arch,dataset,trials,threads", [
-    ("ResNet-18 (and VGG-19)", "resnet18", "fashionmnist", 1, 1),
+    ("ResNet-18", "resnet18", "fashionmnist", 1, 1),
+    ("Conv-2/4/6 and VGG-19", "conv2", "mnist", 1, 1),
     ("LeNet, one network", "lenet", "mnist", 1, 1),
     ("LeNet, a population on threads", "lenet", "mnist", 2, 2),
 ])
