@@ -48,3 +48,14 @@ def test_converged_cpu_profile_is_the_smallest_budget_within_1pp() -> None:
     assert (cfg.data.eval_subset, cfg.data.train_subset) == (0, 0)  # full val/test sets
     assert cfg.precision == "bf16" and cfg.prune.conv_rate == 0.36
     assert len(profile_deviations("converged-cpu", "resnet18")) == 5
+
+
+def test_augment_and_warmup_are_their_own_curves_and_old_names_hold():
+    assert PlateauConfig(epochs=5, precision="bf16").name() == \
+        "resnet18-fashionmnist-lr0.1-5ep-bf16-seed0"
+    warm = PlateauConfig(epochs=20, lr=0.03, warmup_fraction=2 / 3, augment=True)
+    assert warm.name() == "resnet18-fashionmnist-lr0.03-warmup0.667-augment-20ep-fp32-seed0"
+    t = schedule(warm, per_epoch=429)
+    assert t.warmup == round(20 * 429 * 2 / 3) and t.milestones[0] == t.warmup
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        PlateauConfig(warmup_fraction=1.0)
