@@ -38,7 +38,7 @@ def test_verdict_table_and_list_show_the_interval_and_rule(ledger: pd.DataFrame)
     assert row["95% CI"].startswith("[") and row.verdict.endswith("(indicative)")
     text = ledger_views.verdict_list(ledger)
     assert "95% CI [" in text and "Rule: 95% CI within a factor 1.25 of 2.51x" in text
-    assert "paired bootstrap over 3 trials" in text and "Indicative only" in text
+    assert "paired t-interval over 3 trials" in text and "Indicative only" in text
     assert ledger_views.ledger_number(-2160.0) == "-2,160"
     assert ledger_views.ledger_number(0.3239) == "0.324"
     assert ledger_views.ledger_interval(None, 1.0) == "-"
@@ -58,7 +58,9 @@ def test_ratio_example_is_worked_from_the_trials(ledger: pd.DataFrame, store: Pa
     a = judge.assess(claims.get_claim(CLAIM), ev)
     assert f"{trials.ticket.mean():,.0f}" in text and f"**{a.ours:.2f}x**" in text
     assert f"{a.ci.low:.2f}x to {a.ci.high:.2f}x" in text and "2.01x to 3.14x" in text
-    assert "(10 distinct draws, each weighted by its probability)" in text  # 3 trials
+    loo = [trials.reinit.drop(s).mean() / trials.ticket.drop(s).mean() for s in trials.index]
+    assert ", ".join(f"{x:.2f}x" for x in loo) in text  # each seed left out in turn
+    assert "Student's t with 2 degrees of freedom (4.30)" in text  # 3 trials
     assert f"**{a.verdict}**" in text
     empty = ledger.assign(verdict="not run")
     assert "do not reach this claim" in ledger_views.ratio_example(empty, store)
@@ -68,4 +70,18 @@ def test_ratio_example_with_one_trial_says_there_is_no_interval(tmp_path: Path) 
     fake_trial(RunStore(tmp_path), "smoke", 0, summary_rows(seeds=(0,)))
     df = evaluate.ledger(tmp_path, ["mnist"], figures=("4a",))
     text = ledger_views.ratio_example(df, tmp_path)
-    assert "nothing to redraw" in text and "**inconclusive**" in text
+    assert "no spread between trials" in text and "**inconclusive**" in text
+
+
+def test_weakest_levels_and_verdict_notes_are_labelled() -> None:
+    """A number that is one level's of many says which, and a verdict kept from
+    "reproduced" (its control passes too) or a "partly" with a wrong-sign level says so."""
+    df = claims.ledger_frame([{**claims.ledger_row(claims.get_claim(
+        "fig1-ticket-faster-than-random"), "mnist"), "ours": -20.0, "ci_low": -5000.0,
+        "ci_high": 5000.0, "verdict": "partly", "ours_is": "weakest level, Pm 80%",
+        "verdict_note": judge.WRONG_SIGN, "profile": "paper", "trials": 5, "levels": 18,
+        "evidence": "counted"}])
+    row = ledger_views.verdict_table(df).iloc[0]
+    assert row.ours == "-20 (weakest level, Pm 80%)"
+    assert row.verdict == f"**partly**: {judge.WRONG_SIGN}"
+    assert "(weakest level, Pm 80%)" in ledger_views.verdict_list(df)

@@ -20,8 +20,8 @@ import pandas as pd
 from ..atomic import atomic_write_text
 from ..config import PROFILE_ORDER, PROFILES, ExperimentConfig, check_choice, experiment_from_dict
 from ..store import ExperimentResult, RunStore, df_to_csv_text, resolve_runs_dir
-from .claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row, round_value
-from .judge import assess
+from .claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row
+from .judge import assess, row_fields
 from .evidence import TEST_IMAGES, Evidence, Need, need_key
 from .lmc_claims import evaluate_lmc_claims
 from .text import DATASET_NAMES
@@ -116,7 +116,7 @@ def evaluate_claims(runs_dir: str | Path | None = None, datasets: Sequence[str] 
 
     Each claim uses the largest profile (paper > quick > mini > smoke) at which every
     experiment it needs has finished trials in the store (or ``profile`` when given);
-    ``trials`` is the number of trials the bootstrap draws (the smallest count among those
+    ``trials`` is the number of trials the interval rests on (the smallest count among those
     experiments) and ``levels`` the smallest number of sparsity levels (dense included) among
     them, so a verdict from a deeper run (e.g. 7 global-IMP rounds beside 2) says so.
     ``evidence`` is "counted" at the paper profile or one in :data:`TESTING_PROFILES`, else
@@ -134,9 +134,7 @@ def evaluate_claims(runs_dir: str | Path | None = None, datasets: Sequence[str] 
             if prof is not None:
                 ev, results = _evidence(c, ds, prof, load)
                 a = assess(c, ev)
-                row.update(ours=round_value(a.ours), ci_low=round_value(a.ci_low),
-                           ci_high=round_value(a.ci_high), verdict=a.verdict,
-                           rule=a.rule or row["rule"], detail=a.detail)
+                row.update(row_fields(a), rule=a.rule or row["rule"])
                 if results:
                     row.update(profile=prof,
                                trials=a.ci.n if a.ci is not None else
@@ -151,8 +149,10 @@ def evaluate_claims(runs_dir: str | Path | None = None, datasets: Sequence[str] 
 
 def write_claims_csv(runs_dir: str | Path | None = None, path: str | Path | None = None,
                      **kwargs: Any) -> Path:
-    """Evaluate the ledger and write it atomically (default ``<runs>/claims.csv``)."""
-    df = evaluate_claims(runs_dir, **kwargs)
+    """Evaluate the ledger and write it atomically (default ``<runs>/claims.csv``). Without
+    ``kwargs`` (for :func:`evaluate_claims`), the whole ledger as the book writes it, the
+    "beyond the paper" rows included (:func:`ledger`)."""
+    df = evaluate_claims(runs_dir, **kwargs) if kwargs else ledger(runs_dir)
     out = Path(path) if path is not None else resolve_runs_dir(runs_dir) / "claims.csv"
     atomic_write_text(out, df_to_csv_text(df))
     return out

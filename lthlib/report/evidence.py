@@ -2,15 +2,17 @@
 with a weight, and the measurements the claims ledger is built from (:mod:`lthlib.report.claims`).
 
 Every measurement returns one value per row of the trial weights: all-ones weights give the
-claim's number over all trials, resampled counts give its bootstrap draws
-(:mod:`lthlib.report.verdicts`). Means are over trials of per-trial means over replicates,
+claim's number over all trials, leave-one-out weights the recomputations its jackknife
+interval is built from (:mod:`lthlib.report.intervals`). Means are over trials of per-trial means over replicates,
 so a level stored with one re-initialisation per trial and one with three weigh trials
 alike.
 
 Pm levels are looked up as the nearest stored level within a relative tolerance of
 :data:`PM_REL_TOL` (15%): our one-shot targets and the paper's plotted points differ
 slightly, and a level further away than that is a different network, so the claim is "not
-run" rather than measured at the wrong point. Accuracy differences are in percentage points.
+run" rather than measured at the wrong point. A claimed range of Pm ("67.5% >= Pm >=
+17.6%") is applied as printed (up to the rounding of its bounds, :data:`RANGE_SLACK`), so no
+level judged lies outside the range a claim names. Accuracy differences are in percentage points.
 """
 from __future__ import annotations
 
@@ -25,10 +27,13 @@ import pandas as pd
 
 from ..config import check_choice
 from .analysis import PM_REL_TOL, nearest_level
-from .verdicts import sampling_se, spearman, weighted_mean
+from .intervals import sampling_se, weighted_mean
 
 TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
-RANGE_SLACK = 0.05  # Pm ranges ("67.5% >= Pm >= 17.6%") are widened by 5% at both ends
+# Pm ranges ("67.5% >= Pm >= 17.6%") are applied as the claim prints them, up to that print's
+# rounding: half a unit of the bound's third significant digit (0.5%), so the level printed
+# as the bound (11.8%) is inside and none beyond it (16.8% for 17.6%) is
+RANGE_SLACK = 0.005
 
 Need = tuple[str, ...]  # (experiment, arch) or (experiment, arch, lr setting)
 Values = np.ndarray  # one value per row of the trial weights, shape (k,)
@@ -36,10 +41,12 @@ Values = np.ndarray  # one value per row of the trial weights, shape (k,)
 
 @dataclass(frozen=True)
 class LevelValues:
-    """A per-level quantity: Pm of each level and its values, shape (levels, k)."""
+    """A per-level quantity: Pm of each level and its values, shape (levels, k); ``labels``
+    name a level where Pm alone does not (two variants at one Pm)."""
 
     pms: tuple[float, ...]
     values: np.ndarray
+    labels: tuple[str, ...] | None = None
 
     def reduce(self, how: str) -> Values:
         """Mean, min or max over levels (NaN levels ignored) for each weight row."""
@@ -196,180 +203,83 @@ FIG8: Mapping[str, Need] = MappingProxyType(
     {s: ("global-imp", "resnet18", s) for s in ("lr0.1", "lr0.01", "lr0.03-warmup")})
 
 
-def ticket_vs_dense(need: Need, metric: str, pm: float, variant: str = "ticket",
-                    scale: float = 1.0) -> Callable[[Evidence], Values | None]:
-    """``variant`` at ``pm`` minus the dense network (level 0 ticket), times ``scale``."""
-    return lambda ev: difference(value_at(ev, need, metric, pm, variant),
-                           value_at(ev, need, metric, 1.0), scale)
-
-
-def ratio_to_dense(need: Need, metric: str, pm: float, variant: str = "ticket"
-                   ) -> Callable[[Evidence], Values | None]:
-    return lambda ev: quotient(value_at(ev, need, metric, pm, variant),
-                             value_at(ev, need, metric, 1.0))
-
-
-def gaps_by_level(need: Need, metric: str, hi: float, lo: float, against: str = "reinit",
-                  scale: float = 100.0, flip: bool = False
-                  ) -> Callable[[Evidence], LevelValues | None]:
-    """Per pruned ticket level with ``hi >= Pm >= lo``: the ticket minus ``against`` (a
-    variant at the same level, or "dense"), times ``scale``; ``flip`` takes ``against``
-    minus the ticket (for iterations, where lower is better). Levels lacking the other
-    side are dropped."""
-    def compute(ev: Evidence) -> LevelValues | None:
-        pms, vals = level_values(ev, need, metric)
-        keep = in_range(pms, hi, lo) & (pms < 1.0).to_numpy()
-        out_pm, out = [], []
-        for (lvl, pm), v, k in zip(pms.items(), vals, keep):
-            if not k:
-                continue
-            ref = value_at(ev, need, metric, 1.0) if against == "dense" else \
-                value_at(ev, need, metric, pm, against, rel=0.01)
-            if ref is not None:
-                out_pm.append(float(pm))
-                out.append(scale * ((ref - v) if flip else (v - ref)))
-        return LevelValues(tuple(out_pm), np.array(out)) if out else None
-    return compute
-
-
-def reduce_levels(per_level: Callable[[Evidence], LevelValues | None], how: str
-                  ) -> Callable[[Evidence], Values | None]:
-    """A per-level quantity reduced over levels (mean, min or max) for each weight row."""
-    def compute(ev: Evidence) -> Values | None:
-        lv = per_level(ev)
-        return None if lv is None else lv.reduce(how)
-    return compute
-
-
-def variant_gap(need: Need, metric: str, pm: float, a: str = "ticket", b: str = "reinit"
-                ) -> Callable[[Evidence], Values | None]:
-    """``a`` minus ``b`` at the level nearest ``pm``, in pp."""
-    return lambda ev: difference(value_at(ev, need, metric, pm, a),
-                           value_at(ev, need, metric, pm, b), 100.0)
-
-
-def pct_at(need: Need, metric: str, pm: float) -> Callable[[Evidence], Values | None]:
-    """The ticket's mean ``metric`` at ``pm``, in percent."""
-    return lambda ev: difference(value_at(ev, need, metric, pm), 0.0, 100.0)
-
-
-def best_ticket(need: Need, metric: str, hi: float, lo: float, scale: float = 100.0
-                ) -> Callable[[Evidence], Values | None]:
-    """The best level mean of the tickets with ``hi >= Pm >= lo``."""
-    def compute(ev: Evidence) -> Values | None:
-        pms, vals = level_values(ev, need, metric)
-        keep = in_range(pms, hi, lo)
-        return scale * np.nanmax(vals[keep], axis=0) if keep.any() else None
-    return compute
-
-
-def worst_level(need: Need, metric: str, pm_min: float, variants: tuple[str, ...] = ("ticket",),
-                scale: float = 100.0) -> Callable[[Evidence], Values | None]:
-    """The smallest level mean of ``metric`` over levels of ``variants`` with Pm >= ``pm_min``."""
-    def compute(ev: Evidence) -> Values | None:
-        parts = [vals[(pms >= pm_min).to_numpy()] for v in variants
-                 for pms, vals in [level_values(ev, need, metric, v)] if len(pms)]
-        parts = [p for p in parts if len(p)]
-        return scale * np.nanmin(np.concatenate(parts), axis=0) if parts else None
-    return compute
-
-
-def rank_corr_random(need: Need, metric: str) -> Callable[[Evidence], Values | None]:
-    """Spearman correlation of Pm with the random sparse networks' level means of
-    ``metric`` (the dense network included as Pm 100%); needs 3 levels."""
-    def compute(ev: Evidence) -> Values | None:
-        pms, vals = level_values(ev, need, metric, "random")
-        pms = list(pms)
-        dense = value_at(ev, need, metric, 1.0)
-        if dense is not None and not any(p >= 1.0 for p in pms):
-            pms, vals = pms + [1.0], np.vstack([vals, dense[None, :]])
-        return spearman(np.array(pms), vals) if len(pms) >= 3 else None
-    return compute
-
-
-def iterative_vs_oneshot(metric: str, better: str, pm_max: float = 0.10
-                         ) -> Callable[[Evidence], LevelValues | None]:
-    """Per one-shot level with Pm <= ``pm_max``: how much better the iterative ticket at the
-    nearest iterative level is (one-shot minus iterative for ``better="lower"``, iterations;
-    iterative minus one-shot in pp for "higher"). The same seeds run both experiments, so
-    the bootstrap pairs them."""
-    def compute(ev: Evidence) -> LevelValues | None:
-        pms, vals = level_values(ev, ONESHOT, metric)
-        out_pm, out = [], []
-        for pm, one in zip(pms, vals):
-            other = value_at(ev, IMP, metric, pm) if pm <= pm_max * (1 + RANGE_SLACK) else None
-            if other is not None:
-                out_pm.append(float(pm))
-                out.append(one - other if better == "lower" else 100.0 * (other - one))
-        return LevelValues(tuple(out_pm), np.array(out)) if out else None
-    return compute
-
-
-# Figure 3: test-accuracy curves of iterative tickets.
-def _curve(ev: Evidence, pm: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Iterations and the trial-weighted mean ticket curve at ``pm``, shape (its, k)."""
-    key = need_key(IMP)
-    m = ev.long(key)
-    if m is None or m.empty:
-        return None
-    t = m[m["variant"] == "ticket"]
-    lvl = nearest_level(t.groupby("level")["pm"].mean(), pm)
-    if lvl is None:
-        return None
-    its, per = ev.curves(key, lvl)
-    return its, weighted_mean(per, ev.trial_weights(key))
-
-
-def learning_advantage(ev: Evidence, pm: float) -> Values | None:
-    """Mean test-accuracy lead (pp) of the ticket at ``pm`` over the dense network during
-    the dense network's learning phase (evaluations 0 < iteration <= its early stop)."""
-    c, d = _curve(ev, pm), _curve(ev, 1.0)
-    stop = value_at(ev, IMP, ES, 1.0)
-    if c is None or d is None or stop is None:
-        return None
-    common = np.intersect1d(c[0], d[0])
-    cv = c[1][np.searchsorted(c[0], common)]
-    dv = d[1][np.searchsorted(d[0], common)]
-    inside = (common[:, None] > 0) & (common[:, None] <= stop[None, :])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n = inside.sum(axis=0)
-        lead = np.where(inside, cv - dv, 0.0).sum(axis=0) / np.where(n > 0, n, 1)
-    return np.where(n > 0, 100 * lead, np.nan)
-
-
-def peak_gain(ev: Evidence, pm: float) -> Values | None:
-    """Peak of the ticket's mean test-accuracy curve minus the dense network's peak, pp."""
-    c, d = _curve(ev, pm), _curve(ev, 1.0)
-    return None if c is None or d is None else 100 * (np.nanmax(c[1], axis=0)
-                                                      - np.nanmax(d[1], axis=0))
-
-
 PP, IT = "pp", "iterations"  # units printed in rules
 
-Sampling = Callable[[Evidence, int], float | None]  # (evidence, trials) -> standard error
-
-
-def sampling_floor(needs: Sequence[Need], networks: int = 2,
-                   levels: tuple[float, float] | None = None, scale: float = 100.0
-                   ) -> Sampling:
+@dataclass(frozen=True)
+class SamplingFloor:
     """The standard error that the test set's sampling alone puts on a claim's number (in
     pp with the default ``scale``): ``networks`` final test accuracies per trial (1 for an
-    accuracy, 2 for a gap between two networks), averaged over the trials and, with
-    ``levels`` (hi, lo), over the pruned levels of ``needs[0]`` in that Pm range. None when
-    an experiment's test-set size is unknown."""
-    def se(ev: Evidence, trials: int) -> float | None:
-        keys = [need_key(n) for n in needs]
+    accuracy, 2 for a gap between two networks, 4 for a difference of two gaps), averaged
+    over the trials and, with ``levels`` (hi, lo), over the pruned levels of ``needs[0]`` in
+    that Pm range: sqrt(k p (1 - p) / (N c)) for k networks at mean accuracy p on N test
+    images, c cells averaged. None when an experiment's test-set size is unknown."""
+
+    needs: tuple[Need, ...]
+    networks: int = 2
+    levels: tuple[float, float] | None = None
+    scale: float = 100.0
+
+    def terms(self, ev: Evidence, trials: int) -> tuple[float, int, int] | None:
+        """(p, N, c) of the formula, or None."""
+        keys = [need_key(n) for n in self.needs]
         images = [ev.test_images.get(k) for k in keys]
         sums = [ev.summary(k) for k in keys]
         if not all(images) or any(s is None or FINAL_ACC not in s for s in sums):
             return None
         acc = float(np.mean([s[FINAL_ACC].mean() for s in sums]))
         cells = max(trials, 1)
-        if levels is not None:
+        if self.levels is not None:
             pms = ev.table(keys[0], FINAL_ACC, "ticket")[0]
-            cells *= max(int((in_range(pms, *levels) & (pms < 1.0).to_numpy()).sum()), 1)
-        return scale * sampling_se(acc, min(images), networks, cells)
+            cells *= max(int((in_range(pms, *self.levels) & (pms < 1.0).to_numpy()).sum()), 1)
+        return acc, int(min(images)), cells
+
+    def __call__(self, ev: Evidence, trials: int) -> float | None:
+        t = self.terms(ev, trials)
+        return None if t is None else self.scale * sampling_se(t[0], t[1], self.networks, t[2])
+
+    def formula(self, ev: Evidence, trials: int) -> str:
+        """The floor's formula with this claim's numbers, for the rule column."""
+        t = self.terms(ev, trials)
+        if t is None:
+            return ""
+        return (f"√(k p(1−p)/(N c)) with k = {self.networks} networks, p = {t[0]:.3f}, "
+                f"N = {t[1]:,} test images, c = {t[2]} cells averaged")
+
+
+Sampling = SamplingFloor
+
+
+def sampling_floor(needs: Sequence[Need], networks: int = 2,
+                   levels: tuple[float, float] | None = None, scale: float = 100.0
+                   ) -> SamplingFloor:
+    """A :class:`SamplingFloor` for ``needs``."""
+    return SamplingFloor(tuple(needs), networks, levels, scale)
+
+
+def network_se(needs: Sequence[Need], metric: str = FINAL_ACC, scale: float = 100.0
+               ) -> Callable[[Evidence], float | None]:
+    """One network's test-set sampling error (pp with the default ``scale``) on the
+    evidence's dataset: sqrt(p (1 - p) / N) at the mean ``metric`` p of the dense networks
+    of ``needs`` on N test images; None when the test-set size is unknown."""
+    def se(ev: Evidence) -> float | None:
+        accs, images = [], []
+        for n in needs:
+            key = need_key(n)
+            v = value_at(ev, n, metric, 1.0) if ev.summary(key) is not None else None
+            if v is None or not ev.test_images.get(key):
+                return None
+            accs.append(float(v[0]))
+            images.append(int(ev.test_images[key]))
+        acc = float(np.mean(accs))
+        return scale * sampling_se(acc, min(images), 1, 1) if 0 <= acc <= 1 else None
     return se
+
+
+def contrast(a: Callable[[Evidence], Values | None], b: Callable[[Evidence], Values | None]
+             ) -> Callable[[Evidence], Values | None]:
+    """``a`` minus ``b`` computed on the same trial weights: paired by seed when both
+    settings hold the same seeds (the judge then draws them together)."""
+    return lambda ev: difference(a(ev), b(ev))
 
 
 def trial_values(ev: Evidence, need: Need, metric: str, pm: float,

@@ -15,8 +15,8 @@ from .context import Context
 from .evidence import ES, IMP, need_key, trial_values
 from .judge import assess
 from .evaluate import claim_evidence, ledger
+from .intervals import CONFIDENCE, t_quantile, two_sided
 from .text import DATASET_NAMES
-from .verdicts import bootstrap_draws
 
 CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
                    "07_global_pruning": ("8",)}
@@ -57,11 +57,14 @@ def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
     out = df.copy()
     out["dataset"] = out["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
     out["95% CI"] = [ledger_interval(lo, hi) for lo, hi in zip(out["ci_low"], out["ci_high"])]
-    out["ours"] = [ledger_number(v) for v in out["ours"]]
+    labels = out["ours_is"].fillna("") if "ours_is" in out else pd.Series("", out.index)
+    out["ours"] = [ledger_number(v) + (f" ({lab})" if lab and not pd.isna(v) else "")
+                   for v, lab in zip(out["ours"], labels)]
+    notes = out["verdict_note"].fillna("") if "verdict_note" in out else pd.Series("", out.index)
     evidence = out["evidence"].fillna("") if "evidence" in out else pd.Series("", out.index)
-    out["verdict"] = [(f"**{v}**" if v != "not run" else v)
+    out["verdict"] = [(f"**{v}**" if v != "not run" else v) + (f": {n}" if n else "")
                       + (" (indicative)" if e == "indicative" else "")
-                      for v, e in zip(out["verdict"], evidence)]
+                      for v, e, n in zip(out["verdict"], evidence, notes)]
     for col in ("trials", "levels"):
         out[col] = [("-" if pd.isna(v) else str(int(v))) for v in out[col]]
     out["profile"] = out["profile"].replace("", "-")
@@ -155,7 +158,7 @@ def evidence_note(df: pd.DataFrame) -> str:
 def ratio_example(df: pd.DataFrame, runs_dir: str | Path | None = None,
                   claim_id: str = "fig4a-ticket-2.51x-faster-than-reinit") -> str:
     """The 2.51x claim worked from the stored trials, for each dataset the ledger judged it
-    on: the per-trial early-stop iterations, the ratio of means, its bootstrap interval, the
+    on: the per-trial early-stop iterations, the ratio of means, its jackknife t-interval, the
     paper's band and the verdict. Every number comes from the store and the claim's rule."""
     c = get_claim(claim_id)
     rule = c.rule
@@ -180,21 +183,22 @@ def ratio_example(df: pd.DataFrame, runs_dir: str | Path | None = None,
                 f"{trials.reinit.mean():,.0f} / {trials.ticket.mean():,.0f} = "
                 f"**{a.ours:.2f}x**. ")
         if a.ci is None or not a.ci.known:
-            text += (f"With {n} trial(s) there is nothing to redraw, so there is no interval "
-                     f"and the verdict is **{a.verdict}**.")
+            text += (f"With {n} trial(s) there is no spread between trials to measure, so "
+                     f"there is no interval and the verdict is **{a.verdict}**.")
         else:
             where = ("lies wholly inside that band" if a.verdict == "reproduced" else
                      "lies wholly outside that band" if a.verdict == "not reproduced" else
                      f"reaches past the band's {'upper' if a.ci.high > hi else 'lower'} edge, "
                      f"so these trials cannot tell")
-            d = bootstrap_draws(n)
-            how = (f"Every way of drawing {n} trials from these {n} with replacement "
-                   f"({len(d.probs):,} distinct draws, each weighted by its probability)"
-                   if d.exact else f"{len(d.probs):,} random draws of {n} of these {n} trials "
-                   f"with replacement")
-            text += (f"{how}, each draw keeping a seed's ticket and re-init together, and the "
-                     f"ratio recomputed for each, gives values whose middle 95% runs from "
-                     f"**{a.ci.low:.2f}x to "
+            loo = [trials.reinit.drop(s).mean() / trials.ticket.drop(s).mean()
+                   for s in trials.index]
+            se = (a.ci.high - a.ci.low) / 2 / t_quantile(two_sided(CONFIDENCE), n - 1)
+            text += (f"Leaving out one seed at a time (its ticket and its re-init together) "
+                     f"gives the ratios {', '.join(f'{x:.2f}x' for x in loo)}; their spread, "
+                     f"√((n−1)/n · Σ(rᵢ − r̄)²), is the ratio's standard error, "
+                     f"{se:.2f}x (the jackknife). Student's t with {n - 1} degrees of freedom "
+                     f"({t_quantile(two_sided(CONFIDENCE), n - 1):.2f}) times it either side "
+                     f"of {a.ours:.2f}x gives the 95% interval **{a.ci.low:.2f}x to "
                      f"{a.ci.high:.2f}x**. The paper's {rule.value:g}x, within our factor "
                      f"{rule.factor:g}, allows {lo:.2f}x to {hi:.2f}x. The interval {where}: "
                      f"**{a.verdict}**.")

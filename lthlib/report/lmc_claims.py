@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..lmc import lmc_profile, lmc_results
-from .claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row, round_value
-from .judge import assess
+from .claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row
+from .judge import assess, row_fields
 from .evidence import Evidence, need_key, per_trial
 from .verdicts import Below
 
@@ -64,7 +64,7 @@ def lmc_claims() -> tuple[Claim, ...]:
 def evaluate_lmc_claims(runs_dir: str | Path | None = None,
                         datasets: Sequence[str] = ("mnist", "fashionmnist")) -> pd.DataFrame:
     """Ledger rows (the claims ledger's columns) for :func:`lmc_claims`: each claim at the
-    largest profile with measurements, bootstrapped over trials like the paper's claims;
+    largest profile with measurements, with t-intervals over trials like the paper's claims;
     shortened profiles give "indicative" evidence."""
     rows = []
     for ds in datasets:
@@ -75,9 +75,7 @@ def evaluate_lmc_claims(runs_dir: str | Path | None = None,
             if not summary.empty:
                 a = assess(c, Evidence({need_key(LMC_NEED): summary}, dataset=ds))
                 if a.verdict != "not run":
-                    row.update(ours=round_value(a.ours), ci_low=round_value(a.ci_low),
-                               ci_high=round_value(a.ci_high), verdict=a.verdict,
-                               rule=a.rule or row["rule"], detail=a.detail, profile=prof,
+                    row.update(row_fields(a), rule=a.rule or row["rule"], profile=prof,
                                trials=int(summary["seed"].nunique()),
                                levels=int(summary["level"].nunique()),
                                evidence=EVIDENCE[0] if c.counted(prof) else EVIDENCE[1])
