@@ -126,13 +126,14 @@ class Evidence:
                 self._cache[ck] = (pm, per.to_numpy(dtype=float))
         return self._cache[ck]
 
-    def curves(self, key: str, level: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Ticket test-accuracy curves at ``level``: iterations and per-trial values,
-        shape (iterations, trials)."""
-        ck = ("curves", key, level)
+    def curves(self, key: str, level: Any, variant: str = "ticket"
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Test-accuracy curves of ``variant`` at ``level``: iterations and per-trial
+        values, shape (iterations, trials)."""
+        ck = ("curves", key, level, variant)
         if ck not in self._cache:
             m = self.long(key)
-            t = m[(m["variant"] == "ticket") & (m["level"] == level)]
+            t = m[(m["variant"] == variant) & (m["level"] == level)]
             if "seed" not in t:
                 t = t.assign(seed=0)
             per = t.groupby(["iteration", "seed"])["test_acc"].mean().unstack("seed")

@@ -142,24 +142,25 @@ def iterative_vs_oneshot(metric: str, better: str, pm_max: float = 0.10
 
 
 # Figure 3: test-accuracy curves of iterative tickets.
-def _curve(ev: Evidence, pm: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Iterations and the trial-weighted mean ticket curve at ``pm``, shape (its, k)."""
+def _curve(ev: Evidence, pm: float, variant: str = "ticket"
+           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Iterations and the trial-weighted mean curve of ``variant`` at ``pm``, (its, k)."""
     key = need_key(IMP)
     m = ev.long(key)
     if m is None or m.empty:
         return None
-    t = m[m["variant"] == "ticket"]
-    lvl = nearest_level(t.groupby("level")["pm"].mean(), pm)
+    t = m[m["variant"] == variant]
+    lvl = nearest_level(t.groupby("level")["pm"].mean(), pm) if len(t) else None
     if lvl is None:
         return None
-    its, per = ev.curves(key, lvl)
+    its, per = ev.curves(key, lvl, variant)
     return its, weighted_mean(per, ev.trial_weights(key))
 
 
-def learning_advantage(ev: Evidence, pm: float) -> Values | None:
-    """Mean test-accuracy lead (pp) of the ticket at ``pm`` over the dense network during
+def learning_advantage(ev: Evidence, pm: float, variant: str = "ticket") -> Values | None:
+    """Mean test-accuracy lead (pp) of ``variant`` at ``pm`` over the dense network during
     the dense network's learning phase (evaluations 0 < iteration <= its early stop)."""
-    c, d = _curve(ev, pm), _curve(ev, 1.0)
+    c, d = _curve(ev, pm, variant), _curve(ev, 1.0)
     stop = value_at(ev, IMP, ES, 1.0)
     if c is None or d is None or stop is None:
         return None
@@ -173,11 +174,11 @@ def learning_advantage(ev: Evidence, pm: float) -> Values | None:
     return np.where(n > 0, 100 * lead, np.nan)
 
 
-def peak_gain(ev: Evidence, pm: float) -> Values | None:
+def peak_gain(ev: Evidence, pm: float, variant: str = "ticket") -> Values | None:
     """Each trial's peak test accuracy of the ticket at ``pm`` minus its dense network's
     peak, averaged over trials (pp): a mean of paired per-trial differences. The peak of
     the trials' mean curve would be a maximum of means, whose interval is biased."""
-    c, d = _trial_curves(ev, pm), _trial_curves(ev, 1.0)
+    c, d = _trial_curves(ev, pm, variant), _trial_curves(ev, 1.0)
     if c is None or d is None:
         return None
     with warnings.catch_warnings():  # a trial without a curve is NaN, silently
@@ -186,11 +187,12 @@ def peak_gain(ev: Evidence, pm: float) -> Values | None:
     return weighted_mean(per, ev.trial_weights(need_key(IMP)))
 
 
-def _trial_curves(ev: Evidence, pm: float) -> np.ndarray | None:
-    """Per-trial ticket test-accuracy curves at ``pm``, shape (iterations, trials)."""
+def _trial_curves(ev: Evidence, pm: float, variant: str = "ticket") -> np.ndarray | None:
+    """Per-trial test-accuracy curves of ``variant`` at ``pm``, (iterations, trials)."""
     key = need_key(IMP)
     m = ev.long(key)
     if m is None or m.empty:
         return None
-    lvl = nearest_level(m[m["variant"] == "ticket"].groupby("level")["pm"].mean(), pm)
-    return None if lvl is None else ev.curves(key, lvl)[1]
+    t = m[m["variant"] == variant]
+    lvl = nearest_level(t.groupby("level")["pm"].mean(), pm) if len(t) else None
+    return None if lvl is None else ev.curves(key, lvl, variant)[1]
