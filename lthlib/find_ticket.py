@@ -153,18 +153,19 @@ class _Trial:
             return done
         net = self.network(state, masks)
         pm = remaining_fraction(net)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = train(net, self.data, self.cfg, batch_seed=self.seed,
                     run_dir=self.files.ckpt / stage, device=self.device,
                     progress=f"{self.files.name} {stage}" if self.opts["progress"] else False)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if then is not None:
             then(net)
         hist = res.history.copy()
         for col, value in (("pm", pm), ("replicate", rep), ("level", level),
                            ("variant", variant)):
             hist.insert(0, col, value)
-        self.files.save_stage(stage, hist, wall, self.settings)
+        self.files.save_stage(stage, hist, wall, {**self.settings,
+                                                  "cpu_time_s": round(cpu, 2)})
         shutil.rmtree(self.files.ckpt / stage, ignore_errors=True)
         best = hist.loc[hist["val_loss"].idxmin()]
         self.echo(f"  seed {self.seed} {stage}: Pm {pm:.3f}, early-stop test accuracy "

@@ -91,13 +91,15 @@ class TrialFiles:
             return None
         return pd.read_csv(io.StringIO(text))
 
-    def stage_seconds(self) -> float:
+    def stage_seconds(self, key: str = "wall_time_s") -> float:
+        """Sum of the stored stages' ``wall_time_s`` (or ``cpu_time_s``): the trial's
+        training time, whichever processes trained it."""
         total = 0.0
         for info in sorted((self.path / "stages").glob("*.json")):
             if info.name.endswith(".mask.json"):
                 continue
             try:
-                total += float(json.loads(info.read_text()).get("wall_time_s", 0.0))
+                total += float(json.loads(info.read_text()).get(key, 0.0))
             except (OSError, ValueError, AttributeError, TypeError):
                 continue
         return total
@@ -118,6 +120,7 @@ class TrialFiles:
         record = {"status": "finished", "run_id": run_id(self.config), "name": self.name,
                   "seed": self.config["seed"], "networks": len(summary),
                   "wall_time_s": round(self.stage_seconds(), 2),
+                  "cpu_time_s": round(self.stage_seconds("cpu_time_s"), 2),
                   "lthlib_version": __version__,
                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   **extra, "sha256": hashes}

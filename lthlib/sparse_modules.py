@@ -30,7 +30,7 @@ class SparseLinear(nn.Module):
         super().__init__()
         self.weight = _csr(weight)
         self.bias = None if bias is None else bias.detach().clone()
-        self.out_features = weight.shape[0]
+        self.out_features, self.in_features = weight.shape
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.mm(self.weight, x.reshape(-1, x.shape[-1]).t()).t()

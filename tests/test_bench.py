@@ -2,6 +2,7 @@
 and its reference IMP trial does the paper's procedure."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -103,3 +104,25 @@ def test_engine_search_reports_the_fastest_kind_with_its_population(data):
     assert out["engine_it_s"] == max(out["engine_shared_batches_it_s"],
                                      out["engine_own_batches_it_s"])
     assert out["population"] == 2 and out["batches"] in ("shared", "own")
+
+
+def test_sparse_inference_bench_writes_ratios(tmp_path, capsys, monkeypatch):
+    """LeNet only (ResNet-18's batch of 1,000 takes minutes): each configuration in its own
+    process, the CSR copy agrees with the dense one, and the record holds the ratios."""
+    si = importlib.import_module("lthlib.bench.sparse_inference")
+    monkeypatch.setattr(si, "QUICK_LEVELS", {"lenet": (12,)})
+    out = tmp_path / "sparse-inference.json"
+    assert bench.main(["--sparse-inference", "--quick", "--json", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == json.loads(out.read_text())
+    assert [(r["level"], r["mode"]) for r in printed["rows"]] == [(12, "dense"), (12, "sparse")]
+    (r,) = printed["ratios"]
+    assert r["pm"] == pytest.approx(0.0695, abs=1e-4)  # fc 0.8^12, output 0.9^12
+    assert r["max_abs_logit_diff"] <= 1e-5
+    assert r["latency_speedup"] > 0 and r["throughput_speedup"] > 0
+    assert r["size_ratio"] == pytest.approx(
+        r["bytes_sparse_export"] / r["bytes_dense_state_dict"], abs=1e-4)
+    assert r["size_ratio"] < 0.2
+    assert printed["command"] == "python -m lthlib.bench --sparse-inference --quick --json"
+    for key in ("cpu", "load_avg_at_start", "load_avg_at_end", "torch", "date", "threads"):
+        assert key in printed

@@ -9,7 +9,9 @@ Modes, one per invocation:
 - ``--sparse`` and ``--sparse-trial PROFILE``: the sparse path against the dense one
   (:mod:`lthlib.bench.sparse`);
 - ``--conv``: ResNet-18, a textbook loop against the conv engine (:mod:`lthlib.conv_bench`);
-- ``--conv-precision``: the conv engine at float32 against bf16 autocast, native or not.
+- ``--conv-precision``: the conv engine at float32 against bf16 autocast, native or not;
+- ``--sparse-inference``: dense against CSR inference of pruned LeNets and ResNet-18s
+  (:mod:`lthlib.bench.sparse_inference`): latency, throughput, peak memory, file size.
 
 ``--json`` prints one JSON object on the last line of stdout; ``--out FILE`` also stores it
 (e.g. under ``runs/bench/``) with the command that reproduces it.
@@ -29,10 +31,11 @@ from ..data import load_tensors
 from .lenet import eval_ms_per_member, k1_against_plain, k1_with_evaluation, run
 from .reference import imp_trial_vs_reference, reference_imp_trial
 from .sparse import imp_trial_pair, sparse_sweep
+from .sparse_inference import sparse_inference
 
 __all__ = ["eval_ms_per_member", "imp_trial_pair", "imp_trial_vs_reference",
            "k1_against_plain", "k1_with_evaluation", "machine", "main", "reference_imp_trial",
-           "register", "run", "sgemm_gflops", "sparse_sweep"]
+           "register", "run", "sgemm_gflops", "sparse_inference", "sparse_sweep"]
 
 _DESCRIPTION = "How fast lthlib trains here, against the loops people usually write."
 
@@ -60,6 +63,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conv-precision", action="store_true",
                         help="ResNet-18 in the conv engine, one thread: fp32 vs bf16 autocast, "
                         "native or emulated")
+    parser.add_argument("--sparse-inference", action="store_true",
+                        help="pruned LeNet and ResNet-18 at several Pm, dense vs CSR inference: "
+                        "batch-1 latency, batch-1000 throughput, peak memory, file size")
 
 
 def register(sub: Any) -> None:
@@ -74,6 +80,7 @@ def _command(args: argparse.Namespace) -> str:
     """The command that reproduces a result: its options in one fixed order, --out left out."""
     parts = ["python -m lthlib.bench"]
     for flag, value in (("--conv", args.conv), ("--conv-precision", args.conv_precision),
+                        ("--sparse-inference", args.sparse_inference),
                         ("--imp-trial", args.imp_trial),
                         ("--sparse-trial", args.sparse_trial), ("--sparse", args.sparse),
                         ("--quick", args.quick), ("--population", args.population),
@@ -99,6 +106,8 @@ def handle(args: argparse.Namespace) -> int:
     elif args.conv_precision:
         result = precision_speeds(args.device, rounds=1 if args.quick else 2,
                                   seconds=5.0 if args.quick else 15.0)
+    elif args.sparse_inference:
+        result = sparse_inference(args.quick, seconds=0.3 if args.quick else 1.0)
     elif args.imp_trial:
         result = imp_trial_vs_reference(args.imp_trial, threads=args.trial_threads)
     elif args.sparse_trial:
