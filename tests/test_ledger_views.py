@@ -85,3 +85,5 @@ def test_weakest_levels_and_verdict_notes_are_labelled() -> None:
     assert row.ours == "-20 (weakest level, Pm 80%)"
     assert row.verdict == f"**partly**: {judge.WRONG_SIGN}"
     assert "(weakest level, Pm 80%)" in ledger_views.verdict_list(df)
+    assert ledger_views.ours_cell(0.278, "best level, Pm 32.9%") == "0.278 (best level, Pm 32.9%)"
+    assert ledger_views.ours_cell(None, "weakest level, Pm 80%") == "-"

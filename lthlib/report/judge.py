@@ -158,8 +158,8 @@ def _judge_levels(rule: LevelRule, point: LevelValues, est: np.ndarray, se: np.n
         best = int(np.nanargmax(est))
         ci = Interval(float(est[best]), max(c.low for c in cis), max(c.high for c in cis), n)
         return Measurement(ci, rule.verdict(ci), how,
-                           f"best level {_names(point, [best])} of {m}",
-                           f"best level ({_names(point, [best])})")
+                           f"best of {m} levels: Pm {_names(point, [best])}",
+                           f"best level, Pm {_names(point, [best])}")
     verdicts = [rule.level_verdict(ci) for ci in cis]
     sign = 1 if rule.side == "above" else -1
     severity = {"not reproduced": 0, "inconclusive": 1, "reproduced": 2}

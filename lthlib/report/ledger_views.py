@@ -51,6 +51,14 @@ def ledger_interval(low: Any, high: Any) -> str:
     return f"[{ledger_number(low)}, {ledger_number(high)}]"
 
 
+def ours_cell(value: Any, ours_is: Any = "") -> str:
+    """Our number for reading, labelled when it is one level's of many ("-20 (weakest level,
+    Pm 80%)"), so a weakest or best level is never shown as the claim's whole number."""
+    label = "" if ours_is is None or pd.isna(ours_is) else str(ours_is)
+    number = ledger_number(value)
+    return f"{number} ({label})" if label and number != "-" else number
+
+
 def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
     """The ledger formatted for reading: dataset names, rounded numbers with their 95%
     interval, verdicts from shortened profiles marked "indicative", no empty cells."""
@@ -58,8 +66,7 @@ def verdict_table(df: pd.DataFrame, statement: bool = True) -> pd.DataFrame:
     out["dataset"] = out["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
     out["95% CI"] = [ledger_interval(lo, hi) for lo, hi in zip(out["ci_low"], out["ci_high"])]
     labels = out["ours_is"].fillna("") if "ours_is" in out else pd.Series("", out.index)
-    out["ours"] = [ledger_number(v) + (f" ({lab})" if lab and not pd.isna(v) else "")
-                   for v, lab in zip(out["ours"], labels)]
+    out["ours"] = [ours_cell(v, lab) for v, lab in zip(out["ours"], labels)]
     notes = out["verdict_note"].fillna("") if "verdict_note" in out else pd.Series("", out.index)
     evidence = out["evidence"].fillna("") if "evidence" in out else pd.Series("", out.index)
     out["verdict"] = [(f"**{v}**" if v != "not run" else v) + (f": {n}" if n else "")
