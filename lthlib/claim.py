@@ -27,6 +27,9 @@ from .lock import TrialLock
 from .reuse import seed_missing
 from .store import ExperimentResult, RunStore
 
+MAX_TRIALS = 10_000
+MAX_SEED = 2**31 - 1  # seeds derive 31-bit generator seeds (lthlib.members.derive_seed)
+
 
 def check_combination(cfg: ExperimentConfig, allow: bool = False) -> None:
     """Refuse combinations the paper never ran unless ``allow`` (e.g. global-imp on LeNet)."""
@@ -59,6 +62,17 @@ def check_run_args(cfg: object, runs_dir: object, device: object, flags: dict[st
         if not isinstance(value, bool) and not (name == "progress" and isinstance(value, str)):
             raise ValueError(f"{name} must be True or False, got {type(value).__name__} "
                              f"{value!r}")
+    check_trial_range(cfg.seed, cfg.trials)
+
+
+def check_trial_range(seed: object, trials: object) -> None:
+    """Trials and seeds within what lthlib can train and seed, stated in the error."""
+    if isinstance(trials, int) and not 1 <= trials <= MAX_TRIALS:
+        raise ValueError(f"trials {trials} is out of range; allowed: 1 to {MAX_TRIALS}")
+    if isinstance(seed, int) and isinstance(trials, int) and not (
+            0 <= seed and seed + trials - 1 <= MAX_SEED):
+        raise ValueError(f"seed {seed} with {trials} trial(s) is out of range; allowed: "
+                         f"0 <= seed and seed + trials - 1 <= {MAX_SEED}")
 
 
 def numeric_settings(cfg: ExperimentConfig, device: torch.device) -> dict[str, Any]:
@@ -88,6 +102,27 @@ def check_resume_settings(store: RunStore, trial: ExperimentConfig,
                 f"{path / 'stages'} to train the trial again from scratch")
 
 
+def new_folders(root: Path, trial_dir: Path) -> list[Path]:
+    """The folders from ``trial_dir`` up to ``root`` (included) that do not exist yet."""
+    out = []
+    rel = trial_dir.relative_to(root)
+    for part in (rel, *rel.parents):
+        path = root / part
+        if path.exists() or path.is_symlink():
+            break
+        out.append(path)
+    return out
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def _start(cfg: ExperimentConfig, store: RunStore, trials: list[ExperimentConfig],
            device: torch.device, data_root: str | Path | None, progress: bool,
            reuse: bool) -> Job:
@@ -113,16 +148,25 @@ def claimed_jobs(cfg: ExperimentConfig, store: RunStore, device: torch.device | 
     missing = [t for t in cfg.trial_configs() if store.load(t) is None]
     dev = default_device(device) if missing else None
     while missing and dev is not None:
-        locks = [TrialLock(store.trial_dir(t)) for t in missing]
-        mine = [(t, lk) for t, lk in zip(missing, locks) if lk.try_acquire()]
-        busy = [(t, lk) for t, lk in zip(missing, locks) if not lk.held]
+        created = {t.seed: new_folders(store.root, store.trial_dir(t)) for t in missing}
+        mine: list[tuple[ExperimentConfig, TrialLock]] = []
+        busy: list[tuple[ExperimentConfig, TrialLock]] = []
+        started = False
         try:
+            for t in missing:
+                lk = TrialLock(store.trial_dir(t))
+                (mine if lk.try_acquire() else busy).append((t, lk))
             todo = [t for t, _ in mine if store.load(t) is None]  # finished meanwhile?
             if todo:
-                yield _start(cfg, store, todo, dev, data_root, progress, reuse)
+                job = _start(cfg, store, todo, dev, data_root, progress, reuse)
+                started = True
+                yield job
+            started = True
         finally:
-            for _, lk in mine:
-                lk.release()
+            for t, lk in mine:  # a failed start leaves no lock file and no empty folder
+                lk.release(remove=not started)
+                if not started:
+                    remove_empty(created[t.seed])
         missing = []
         for t, lk in busy:
             where = store.trial_dir(t)
@@ -151,8 +195,8 @@ class Claim:
         check_run_args(cfg, runs_dir, device, {"progress": progress, "allow": allow,
                                                "reuse": reuse, "wait": wait}, data_root)
         check_combination(cfg, allow)
+        self.store = RunStore(runs_dir)  # an empty name or a file is refused here
         self.cfg = cfg.canonical()
-        self.store = RunStore(runs_dir)
         self._jobs = claimed_jobs(self.cfg, self.store, device, progress, data_root, reuse,
                                   wait)
 

@@ -27,10 +27,11 @@ import pandas as pd
 from . import bench, lmc, plateau
 from .command import run_handler
 from .config import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFILES, RESNET_LR_SETTINGS,
-                     ExperimentConfig, experiment_from_dict, make_experiment)
+                     ExperimentConfig, make_experiment)
 from .experiments import run_experiment
 from .report import build
-from .store import RunStore
+from .record_files import CorruptRecordError
+from .store import RunStore, config_of
 from .store_transfer import import_trials, migrate_hashes
 from .sweep import run_sweep
 
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="the other store's root (the folder holding imp/, ...)")
     imp.add_argument("--runs-dir", default=None, help="destination (default: env "
                      "LTH_RUNS_DIR or the repository's runs/)")
+    imp.add_argument("--no-wait", action="store_true",
+                     help="skip trials a process is training in the destination (default: "
+                     "wait for it, then keep what it stored)")
     imp.set_defaults(handler=_runs_import)
     mig = runs_sub.add_parser("migrate", help="add the missing sha256 of finished trials "
                               "written before every file was hashed, where the existing "
@@ -143,9 +147,8 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
 
     def variant(rel: str) -> str:  # the config without its seed: 2 and 7 rounds differ
         try:
-            cfg = json.loads((store.root / rel / "config.json").read_text())
-            return experiment_from_dict(cfg).variant_id()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return config_of(store.root / rel / "config.json").variant_id()
+        except (OSError, CorruptRecordError):
             return ""
     bad = df["status"].isin(["corrupt", "unverified"])
     good = df[~bad].copy()
@@ -154,11 +157,13 @@ def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
     out = []
     for key, g in good.groupby(keys, sort=True):
         fin = g[g["status"] == "finished"]
+        notes = [f"{r.path}: {r.reason}" for r in fin.itertuples() if r.reason]
         out.append({**dict(zip(keys, key)), "trials": int(len(fin)),
                     "levels": int(fin["levels"].max()) if len(fin) else 0,
                     "status": "finished" if len(fin) == len(g) else
                     ",".join(sorted(set(g["status"]))),
-                    "seeds": sorted(int(s) for s in g["seed"].dropna())})
+                    "seeds": sorted(int(s) for s in g["seed"].dropna()),
+                    **({"ignored": notes} if notes else {})})
     for r in df[bad].astype(object).where(df[bad].notna(), None).to_dict("records"):
         out.append({**{k: r.get(k) or "" for k in keys}, "trials": 0, "levels": 0,
                     "status": r["status"], "seeds": [], "path": r["path"],
@@ -199,18 +204,20 @@ def _runs_ls(args: argparse.Namespace) -> int:
         print(f"no experiments in the store at {store.root}")
     else:
         table = pd.DataFrame(rows)
-        print(table.drop(columns=[c for c in ("path", "reason") if c in table])
+        print(table.drop(columns=[c for c in ("path", "reason", "ignored") if c in table])
               .to_string(index=False))
         for r in rows:
             if r.get("reason"):
                 print(f"{r['status']}: {r['path']}: {r['reason']}")
+            for note in r.get("ignored", []):
+                print(f"finished: {note}")
     return 0
 
 
 def _runs_import(args: argparse.Namespace) -> int:
-    report = import_trials(args.source, args.runs_dir)
+    report = import_trials(args.source, args.runs_dir, wait=not args.no_wait)
     print(json.dumps(report, indent=1))
-    return 1 if report["corrupt"] or report["unverified"] or report["symlinks"] else 0
+    return 1 if any(report[k] for k in ("corrupt", "unverified", "symlinks", "busy")) else 0
 
 
 def _runs_migrate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ training call: :meth:`Job.pending` says what an earlier process has not trained 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,28 +20,36 @@ import pandas as pd
 import torch
 
 from . import engine
-from .atomic import atomic_save
 from .config import ExperimentConfig
 from .data import TensorSplit
 from .device import describe_hardware
-from .masks import seal, theta0_digest
+from .masks import MASK_SUFFIX, REINIT_DIGESTS, theta0_digest
 from .members import Member, State, member_key, network
 from .reuse import reuse_note
-from .store import MEMBER_KEYS, RunStore, git_commit
-from .train import early_stop_summary
+from .rewind import state_path
+from .stage_identity import (load_checkpoint, load_stage, save_checkpoint, stage_identity,
+                             trusted_run_ids)
+from .store import MEMBER_KEYS, RunStore, git_commit, summarize
 
 Trained = list[tuple[pd.DataFrame, State]]
+__all__ = ["Job", "summarize", "trial_files"]
 
 
-def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per network: its Pm, retroactive early-stop point and final accuracies."""
-    rows = []
-    for key, hist in metrics.groupby(MEMBER_KEYS, sort=True):
-        row = dict(zip(MEMBER_KEYS, key))
-        row["pm"] = float(hist["pm"].iloc[0])
-        row.update(early_stop_summary(hist.sort_values("iteration")))
-        rows.append(row)
-    return pd.DataFrame(rows)
+def trial_files(cfg: ExperimentConfig, stages: list[str]) -> list[str]:
+    """The stage files a trial of ``cfg`` writes (``stages/<name>`` paths): each stage's
+    metrics, hash and JSON, the masks it derives, the re-init digests and θk. The record
+    hashes only these: anything else in ``stages/`` is unknown, listed and ignored."""
+    names = [f"stages/{s}{suffix}" for s in stages for suffix in (".csv", ".sha256", ".json")]
+    if cfg.experiment in ("imp", "global-imp"):
+        names += [f"stages/ticket-L{level:02d}{MASK_SUFFIX}"
+                  for level in range(1, cfg.prune.rounds + 1)]
+        names += [f"stages/{REINIT_DIGESTS}"] if cfg.prune.rounds else []
+    elif cfg.experiment == "oneshot":
+        targets = [p for p in cfg.oneshot_targets if p < 1.0]
+        names += [f"stages/oneshot-L{i:02d}{MASK_SUFFIX}" for i in range(1, len(targets) + 1)]
+    if cfg.rewind_iteration:
+        names.append(f"stages/{state_path(Path('.'), cfg.rewind_iteration).name}")
+    return names
 
 
 def _row_keys(df: pd.DataFrame) -> list[str]:
@@ -85,9 +94,11 @@ class Job:
         # seconds of partly reused stages (lthlib.reuse), None where they were not timed
         self.carried: dict[int, list[float | None]] = {}
         self._open: dict[str, _OpenStage] = {}
+        self.stages: list[str] = []  # in the order pended: the record hashes their files
 
     def trial_dir(self, trial: ExperimentConfig) -> Path:
-        return self.store.trial_dir(trial)
+        """The trial's folder, checked to be safe to write into (no linked subfolder)."""
+        return self.store.writable_dir(trial)
 
     def label(self, stage: str) -> str | bool:
         """The progress bar's text for ``stage`` (False: no bar)."""
@@ -96,14 +107,20 @@ class Job:
     def pending(self, stage: str, members_of: dict[int, list[Member]],
                 needs_state: Callable[[Member], bool] = lambda m: False) -> list[Member]:
         """The members of ``stage`` still to train. A stored stage counts as done when its
-        metrics verify and, for members where ``needs_state``, their final weights are in
-        ``ckpt/`` too (a later step reads them)."""
+        metrics pass the store's checks and carry this trial's identity, and, for members
+        where ``needs_state``, their final weights are in ``ckpt/`` with the same identity
+        (a later step reads them). A stored file that fails is discarded with a warning
+        naming it; its networks are trained again."""
         open_ = _OpenStage(members_of)
+        self.stages.append(stage)
         todo: list[Member] = []
         for t in self.trials:
             members = members_of[t.seed]
-            done = self.store.load_stage(t, stage)
-            states = self._load_states(t, stage) if any(map(needs_state, members)) else {}
+            done, problem = load_stage(self.store, t, stage, members)
+            if problem:
+                self._discard(self.store.stage_path(t, stage), problem)
+            states = self._load_states(t, stage, members) if any(
+                map(needs_state, members)) else {}
             done_keys = [] if done is None else _row_keys(done)
             have = set(done_keys)
             ready = [m for m in members if m.key in have
@@ -121,6 +138,11 @@ class Job:
         self._open[stage] = open_
         open_.started = time.perf_counter()
         return todo
+
+    @staticmethod
+    def _discard(path: Path, reason: str) -> None:
+        warnings.warn(f"discarding {path}: {reason}; its networks will be recomputed",
+                      stacklevel=3)
 
     def record(self, stage: str, todo: list[Member], trained: Trained,
                keep_states: bool = False) -> dict[int, list[tuple[Member, State | None]]]:
@@ -146,11 +168,13 @@ class Job:
                 self.carried.setdefault(seed, []).append(old_wall)
                 wall += old_wall or 0.0
             kept = {k: s for k, s in states.items() if s is not None}
+            identity = stage_identity(t.run_id(), t.seed, stage, open_.members_of[seed])
             if keep_states and kept:
-                atomic_save(self._state_file(t, stage), lambda tmp: torch.save(kept, tmp))
+                save_checkpoint(self._state_file(t, stage), identity, kept)
             metrics = pd.concat(parts, ignore_index=True)
             # trials trained together share the stage's time by their number of networks
-            self.store.save_stage(t, stage, metrics, wall_time_s=wall, settings=self.settings)
+            self.store.save_stage(t, stage, metrics, wall_time_s=wall, settings=self.settings,
+                                  identity=identity)
             self.metrics.setdefault(seed, []).append(metrics)
             out[seed] = [(m, states.get(m.key) if keep_states else None)
                          for m in open_.members_of[seed]]
@@ -159,14 +183,18 @@ class Job:
     def _state_file(self, t: ExperimentConfig, stage: str) -> Path:
         return self.store.ckpt_dir(t) / f"{stage}.pt"
 
-    def _load_states(self, t: ExperimentConfig, stage: str) -> dict[str, State]:
+    def _load_states(self, t: ExperimentConfig, stage: str, members: list[Member]
+                     ) -> dict[str, State]:
+        """The final weights ``ckpt/`` holds for ``members``, if the checkpoint is this
+        stage's (else discarded with a warning: a checkpoint of another trial, seed or
+        stage, or a damaged one, is never trained on)."""
         path = self._state_file(t, stage)
-        if not path.exists():
-            return {}
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a truncated checkpoint is recomputed, never used
-            return {}
+        identity = stage_identity(t.run_id(), t.seed, stage, members)
+        states, problem = load_checkpoint(path, identity, trusted_run_ids(
+            self.store.trial_dir(t), t.run_id()), [m.key for m in members])
+        if problem:
+            self._discard(path, problem)
+        return states
 
     def finish(self) -> None:
         """Write every trial's metrics, summary and record; the stored masks join its sha256
@@ -178,10 +206,14 @@ class Job:
             metrics = pd.concat(self.metrics[t.seed], ignore_index=True)
             metrics = metrics.sort_values(MEMBER_KEYS + ["iteration"], kind="stable")
             note = reuse_note(self.store, t)
+            folder = self.trial_dir(t)
+            written = [n for n in trial_files(t, self.stages)
+                       if not (p := folder.joinpath(*n.split("/"))).is_symlink()
+                       and p.is_file()]
+            theta0 = theta0_digest(network(self.cfg, t.seed).state_dict())
             self.store.finish(t, metrics.reset_index(drop=True), summarize(metrics),
                               wall / len(self.trials), describe_hardware(self.device),
-                              {**extra, **({"reused_from": note} if note else {})},
+                              {**extra, **({"reused_from": note} if note else {}),
+                               "theta0_sha256": theta0},
                               self.code_version, self.resumed.get(t.seed, []),
-                              self.carried.get(t.seed, []))
-            seal(self.trial_dir(t),
-                 {"theta0_sha256": theta0_digest(network(self.cfg, t.seed).state_dict())})
+                              self.carried.get(t.seed, []), stage_files=written)

@@ -11,15 +11,15 @@ trials store each target's mask the same way, so their dense network need not be
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from .config import ExperimentConfig
-from .masks import mask_path, unpack_masks
+from .masks import mask_layout, mask_path, unpack_masks
 from .members import Masks, State, masked_network, network
 from .models import prunable_layers
 from .prune import get_masks, prune_network
+from .record_files import CorruptRecordError, read_json
 
 
 def imp_next_mask(cfg: ExperimentConfig, final_state: State, mask: Masks | None) -> Masks:
@@ -111,15 +111,20 @@ def _checked_mask(cfg: ExperimentConfig, path: Path, before: Masks | None,
     if path.is_symlink():
         raise ValueError(f"stored mask {path} is a symbolic link; links are never followed; "
                          f"{fix}")
-    try:  # the trial is unfinished: no record to check against, the digest inside is all
-        got = unpack_masks(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        raise ValueError(f"stored mask {path} is damaged ({err}); {fix}") from err
     reference = reference_of()  # the right counts, whatever the weights
-    if {n: list(m.shape) for n, m in got.items()} != {
-            n: list(m.shape) for n, m in reference.items()}:
+    shapes = {n: list(m.shape) for n, m in reference.items()}
+    try:  # the trial is unfinished: no record to check against, the digest inside is all
+        doc = read_json(path)
+        layout = mask_layout(doc)  # checked before a single bit is allocated
+    except (CorruptRecordError, ValueError) as err:
+        raise ValueError(f"stored mask {path} is damaged ({err}); {fix}") from None
+    if dict(layout) != shapes or len(layout) != len(shapes):
         raise ValueError(f"stored mask {path} does not cover this network's prunable layers "
                          f"({', '.join(sorted(reference))}); {fix}")
+    try:
+        got = unpack_masks(doc)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"stored mask {path} is damaged ({err}); {fix}") from None
     for name, m in got.items():
         if before is not None and bool((m > before[name]).any()):
             raise ValueError(f"stored mask {path} revives weights of layer {name!r} that the "

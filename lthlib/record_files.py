@@ -8,11 +8,13 @@ stores (:mod:`lthlib.store_transfer`).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,6 +23,11 @@ import pandas as pd
 RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
 _COMPONENT = re.compile(r"[a-z0-9][a-z0-9.\-]*\Z")  # experiment, arch, dataset, profile, lr
 STAGE_SUFFIXES = (".csv", ".sha256", ".json")
+# what a hostile file may cost to read: a rewind state of ResNet-18 is 1.5 MB, a paper-profile
+# LeNet metrics.csv 3 MB; JSON deeper than this is no record lthlib writes
+MAX_JSON_BYTES = 64 * 2**20
+MAX_TEXT_BYTES = 256 * 2**20
+MAX_JSON_DEPTH = 32
 
 
 class CorruptRecordError(RuntimeError):
@@ -70,39 +77,139 @@ def links_below(root: Path, path: Path) -> list[str]:
 
 def stage_files(trial_dir: Path) -> tuple[list[str], list[str]]:
     """``(files, links)`` of a trial's ``stages/`` folder as ``stages/<name>`` paths: the
-    regular files that travel with a trial (.csv, .sha256, .json) and any symbolic links."""
+    regular files that travel with a trial (.csv, .sha256, .json) and any symbolic links
+    (checked with ``lstat``: nothing is followed or opened)."""
     stages = trial_dir / "stages"
     files: list[str] = []
     links: list[str] = []
-    if stages.is_symlink():
+    try:
+        mode = stages.lstat().st_mode
+    except OSError:
+        return files, links
+    if stat.S_ISLNK(mode):
         return files, ["stages"]
-    if not stages.is_dir():
+    if not stat.S_ISDIR(mode):
         return files, links
     for f in sorted(stages.iterdir()):
-        if f.is_symlink():
+        mode = f.lstat().st_mode
+        if stat.S_ISLNK(mode):
             links.append(f"stages/{f.name}")
-        elif f.suffix in STAGE_SUFFIXES and f.is_file():
+        elif f.suffix in STAGE_SUFFIXES and stat.S_ISREG(mode):
             files.append(f"stages/{f.name}")
     return files, links
 
 
 def hashed_names(trial_dir: Path) -> tuple[list[str], list[str]]:
-    """``(names, links)``: every file of a trial that its record must hash (all that travel
-    except ``record.json`` itself), and the symbolic links found instead of files."""
+    """``(names, links)``: every file of a trial that may travel with it (all record files
+    except ``record.json`` itself, and the stage files), and the symbolic links found
+    instead of files."""
     names = [n for n in RECORD_FILES if n != "record.json"]
     links = [n for n in RECORD_FILES if (trial_dir / n).is_symlink()]
     files, stage_links = stage_files(trial_dir)
     return names + files, links + stage_links
 
 
+def unknown_files(trial_dir: Path, hashes: dict[str, str]) -> list[str]:
+    """Entries of ``stages/`` that the record does not hash: never used, adopted or copied."""
+    stages = trial_dir / "stages"
+    if stages.is_symlink() or not stages.is_dir():
+        return []
+    return [f"stages/{f.name}" for f in sorted(stages.iterdir())
+            if f"stages/{f.name}" not in hashes and not f.is_symlink()]
+
+
+def file_kind(mode: int) -> str:
+    """What a file is, in words, from its ``st_mode``."""
+    for test, word in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISLNK, "symbolic link"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return word
+    return "special file"
+
+
+def read_bytes(path: Path, max_bytes: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; never follows a
+    link and never blocks on a FIFO or device (opened non-blocking, checked before reading).
+    FileNotFoundError when absent; CorruptRecordError for anything else that is no record."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise CorruptRecordError(f"{path} is a symbolic link; links are never "
+                                     f"followed") from None
+        if err.errno in (errno.ENXIO, errno.EISDIR):  # a socket, a directory opened for write
+            raise CorruptRecordError(f"{path} is not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptRecordError(f"{path} is a {file_kind(st.st_mode)}, not a regular "
+                                     f"file; allowed: a regular file")
+        if st.st_size > max_bytes:
+            raise CorruptRecordError(f"{path} holds {st.st_size} bytes; allowed: at most "
+                                     f"{max_bytes}")
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 2**20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise CorruptRecordError(f"{path} grew beyond {max_bytes} bytes while read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_text(path: Path, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """:func:`read_bytes` decoded as UTF-8 (CorruptRecordError when it is not)."""
+    try:
+        return read_bytes(path, max_bytes).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptRecordError(f"{path} is not UTF-8 text ({err.reason} at byte "
+                                 f"{err.start})") from None
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dicts (walked without recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return deepest
+
+
+def parse_json(text: str, what: object, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads(text)`` with its nesting depth capped, so hostile input gives a
+    CorruptRecordError naming ``what``, never a RecursionError."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise CorruptRecordError(f"{what} is unreadable: not valid JSON ({reason}); "
+                                 f"allowed: JSON nested at most {max_depth} deep") from None
+    depth = json_depth(value)
+    if depth > max_depth:
+        raise CorruptRecordError(f"{what} nests JSON {depth} deep; allowed: at most "
+                                 f"{max_depth}")
+    return value
+
+
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in the regular file ``path`` (size and depth capped)."""
+    return parse_json(read_text(path, max_bytes), path)
+
+
 def json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; CorruptRecordError for bad JSON or another JSON type."""
-    if path.is_symlink():
-        raise CorruptRecordError(f"{path} is a symbolic link; links are never followed")
-    try:
-        value = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptRecordError(f"{path} is unreadable: not valid JSON ({err})") from err
+    value = read_json(path)
     if not isinstance(value, dict):
         raise CorruptRecordError(f"{path} holds a JSON {type(value).__name__}, expected an "
                                  f"object")
@@ -111,8 +218,9 @@ def json_object(path: Path) -> dict[str, Any]:
 
 def check_hashes(path: Path, rec_file: Path, record: dict[str, Any],
                  require_all_hashes: bool = True) -> None:
-    """Every file the record hashes matches; with ``require_all_hashes`` every file that
-    travels with the trial is hashed (else UnverifiedRecordError); links are refused."""
+    """Every file the record hashes is a regular file that matches; with
+    ``require_all_hashes`` the record files are hashed (else UnverifiedRecordError); links
+    are refused. Stage files the record does not hash are unknown: ignored, never trusted."""
     hashes = record.get("sha256")
     if not isinstance(hashes, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
@@ -120,7 +228,7 @@ def check_hashes(path: Path, rec_file: Path, record: dict[str, Any],
     if hashes is None:
         raise CorruptRecordError(f"{rec_file}: 'sha256' must map file names to hex "
                                  f"digests")
-    names, links = hashed_names(path)
+    _, links = hashed_names(path)
     if links:
         raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; links "
                                  f"are never followed")
@@ -129,19 +237,17 @@ def check_hashes(path: Path, rec_file: Path, record: dict[str, Any],
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise CorruptRecordError(f"{rec_file} names {name!r}, outside the trial")
         f = path.joinpath(*rel.parts)
-        if f.is_symlink():
-            raise CorruptRecordError(f"{f} is a symbolic link; links are never followed")
         try:
-            ok = f.is_file() and sha256_text(f.read_text()) == digest
-        except (OSError, UnicodeDecodeError):
+            ok = hashlib.sha256(read_bytes(f)).hexdigest() == digest
+        except FileNotFoundError:
             ok = False
+        except OSError as err:
+            raise CorruptRecordError(f"{f} is unreadable ({err.strerror})") from None
         if not ok:
             raise CorruptRecordError(f"{f} is missing or does not match its sha256")
-    lacking = [n for n in names if n not in hashes]
+    lacking = [n for n in RECORD_FILES if n != "record.json" and n not in hashes]
     if lacking and require_all_hashes:
-        shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more"
-                                          if len(lacking) > 3 else "")
         raise UnverifiedRecordError(
-            f"{path} is unverified: its record has no sha256 for {shown}; allowed: a "
-            f"record hashing every file (`python -m lthlib runs migrate` adds the missing "
-            f"hashes of older trials whose existing hashes verify)")
+            f"{path} is unverified: its record has no sha256 for {', '.join(lacking)}; "
+            f"allowed: a record hashing every file (`python -m lthlib runs migrate` adds the "
+            f"missing hashes of older trials whose existing hashes verify)")

@@ -12,16 +12,15 @@ config hash and folder); its record names the trial it was extended from
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import ExperimentConfig
-from .masks import MASK_SUFFIX
-from .rewind import state_path
-from .atomic import atomic_save, atomic_write_text
+from .record_files import CorruptRecordError, read_bytes, read_json
 from .store import RunStore, TrialRecord
 
 REUSE_FILE = "reused_from.json"
@@ -47,52 +46,55 @@ def extends(source: ExperimentConfig, target: ExperimentConfig) -> bool:
 def find_source(store: RunStore, target: ExperimentConfig) -> TrialRecord | None:
     """The finished trial with the most networks that ``target`` extends, if any."""
     best: TrialRecord | None = None
-    for cfg_file in sorted(store.trial_dir(target).parent.glob(f"seed{target.seed}-*/config.json")):
+    group = store.trial_dir(target).parent
+    for cfg_file in sorted(group.glob(f"seed{target.seed}-*/config.json")):
         try:
             rec = store.read(cfg_file.parent)
-        except Exception:  # partial or corrupt trials are never reused
-            continue
+        except (FileNotFoundError, CorruptRecordError, OSError):
+            continue  # partial or corrupt trials are never reused
         if extends(rec.config, target) and (best is None or len(rec.summary) > len(best.summary)):
             best = rec
     return best
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    atomic_save(dst, lambda tmp: shutil.copyfile(src, tmp))
-
-
 def seed_from(store: RunStore, target: ExperimentConfig, source: TrialRecord) -> dict[str, Any]:
     """Copy ``source``'s stage files and checkpoints into ``target``'s fresh folder.
 
-    The stored masks and the late-rewinding state come along, so the extension needs no
-    checkpoint for the levels the source finished: only its last level, whose final weights
-    give the first new mask, retrains where ``ckpt/`` is missing (same numbers, slower).
-    Checkpoints are copied when present (they are not in git).
+    Only the stage files the source's record hashes are copied, each checked against that
+    hash as it is read (the stored masks and the late-rewinding state among them), so the
+    extension needs no checkpoint for the levels the source finished: only its last level,
+    whose final weights give the first new mask, retrains where ``ckpt/`` is missing (same
+    numbers, slower). Checkpoints are copied when present (they are not in git; each
+    carries its own identity, checked on resume). The note lists the copied files' sha256.
     """
-    dst = store.trial_dir(target)
-    if (dst / "stages").exists():
+    dst = store.writable_dir(target)
+    if (dst / "stages").exists() or (dst / "stages").is_symlink():
         raise FileExistsError(f"{dst} already has stages; it is resumed, not seeded")
-    stages = sorted(p.stem for p in (source.path / "stages").glob("*.csv"))
-    # each stage's files and its stored mask, and the late-rewinding state: with them the
-    # extension resumes after the source's last level even where ckpt/ is absent (a clone)
-    files = [f"{name}{suffix}" for name in stages
-             for suffix in (".csv", ".sha256", ".json", MASK_SUFFIX)]
-    if source.config.rewind_iteration:
-        files.append(state_path(source.path, source.config.rewind_iteration).name)
-    for name in files:
-        src = source.path / "stages" / name
-        if src.is_file() and not src.is_symlink():  # links are never followed
-            _copy_atomic(src, dst / "stages" / src.name)
-    ckpts = sorted(ck for ck in (source.path / "ckpt").glob("*.pt")
-                   if ck.is_file() and not ck.is_symlink())
-    for ck in ckpts:
-        _copy_atomic(ck, dst / "ckpt" / ck.name)
+    hashes = source.record.get("sha256") or {}
+    copied: dict[str, str] = {}
+    for name, digest in sorted(hashes.items()):
+        rel = PurePosixPath(name)
+        if len(rel.parts) != 2 or rel.parts[0] != "stages":
+            continue
+        data = read_bytes(source.path / "stages" / rel.name)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptRecordError(f"{source.path / name} changed since it was verified")
+        atomic_write_bytes(dst / "stages" / rel.name, data)
+        copied[name] = digest
+    ckpts = []
+    for ck in sorted((source.path / "ckpt").glob("*.pt")):
+        try:
+            atomic_write_bytes(dst / "ckpt" / ck.name, read_bytes(ck, 16 * 2**30))
+            ckpts.append(ck.stem)
+        except (CorruptRecordError, OSError):  # no regular file: never followed or copied
+            continue
+    stages = sorted(PurePosixPath(n).stem for n in copied if n.endswith(".csv"))
     note = {
         "path": str(source.path.relative_to(store.root)), "run_id": source.record["run_id"],
         "git_commit": source.record.get("git_commit"), "rounds": source.config.prune.rounds,
         "reinits": source.config.reinits, "networks": len(source.summary),
-        "stages": stages, "checkpoints": [ck.stem for ck in ckpts],
-        "wall_time_s": source.record.get("wall_time_s"),
+        "stages": stages, "checkpoints": ckpts,
+        "wall_time_s": source.record.get("wall_time_s"), "sha256": copied,
     }
     atomic_write_text(dst / REUSE_FILE, json.dumps(note, indent=1) + "\n")
     return note
@@ -110,6 +112,17 @@ def seed_missing(store: RunStore, targets: list[ExperimentConfig]) -> list[dict[
     return notes
 
 
+def read_note(trial_dir: Path) -> dict[str, Any] | None:
+    """The note of the verified trial this one was seeded from, if a readable one is stored
+    (an unreadable note trusts nothing)."""
+    try:
+        note = read_json(Path(trial_dir) / REUSE_FILE)
+    except (FileNotFoundError, CorruptRecordError, OSError):
+        return None
+    return note if isinstance(note, dict) else None
+
+
 def reuse_note(store: RunStore, cfg: ExperimentConfig) -> dict[str, Any] | None:
-    path = store.trial_dir(cfg) / REUSE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    """What the record says in ``reused_from`` (the note without its list of hashes)."""
+    note = read_note(store.trial_dir(cfg))
+    return {k: v for k, v in note.items() if k != "sha256"} if note else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .masks import theta0_digest
 from .atomic import atomic_write_text
+from .masks import theta0_digest
+from .record_files import CorruptRecordError, read_json, sha256_text
+from .reuse import read_note
 
 STATE_FORMAT = "lthlib-state-base64/1"
 State = dict[str, torch.Tensor]
@@ -58,8 +61,10 @@ def unpack_state(doc: Mapping[str, Any]) -> State:
 
 def save_rewind_state(trial_dir: Path, iteration: int, state: Mapping[str, torch.Tensor],
                       wall_time_s: float) -> Path:
-    """Write θk atomically, with the seconds its k iterations took."""
-    doc = {**pack_state(state), "iteration": iteration, "wall_time_s": round(wall_time_s, 2)}
+    """Write θk atomically, with the seconds its k iterations took and the trial it belongs
+    to (its folder name: seed and run id)."""
+    doc = {**pack_state(state), "iteration": iteration, "wall_time_s": round(wall_time_s, 2),
+           "trial": Path(trial_dir).name}
     path = state_path(trial_dir, iteration)
     atomic_write_text(path, json.dumps(doc) + "\n")
     return path
@@ -68,20 +73,43 @@ def save_rewind_state(trial_dir: Path, iteration: int, state: Mapping[str, torch
 def rewind_state_seconds(trial_dir: Path, iteration: int) -> float | None:
     """The seconds the stored θk took to train (None when absent or not recorded)."""
     try:
-        return float(json.loads(state_path(trial_dir, iteration).read_text())["wall_time_s"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return float(read_json(state_path(trial_dir, iteration))["wall_time_s"])
+    except (OSError, CorruptRecordError, KeyError, TypeError, ValueError, OverflowError):
         return None
+
+
+def _belongs(trial_dir: Path, doc: Mapping[str, Any], path: Path) -> str | None:
+    """Why the θk in ``doc`` is not this trial's (None when it is): it names this trial, or
+    the verified trial this one extends, or was copied unchanged from that trial."""
+    trial_dir = Path(trial_dir)
+    note = read_note(trial_dir) or {}
+    seed = trial_dir.name.split("-")[0]
+    owners = {trial_dir.name} | ({f"{seed}-{note['run_id']}"}
+                                 if isinstance(note.get("run_id"), str) else set())
+    if doc.get("trial") in owners:
+        return None
+    vouched = note.get("sha256") if isinstance(note.get("sha256"), dict) else {}
+    if "trial" not in doc and vouched.get(f"stages/{path.name}") == sha256_text(
+            path.read_text()):
+        return None
+    return f"it belongs to trial {doc.get('trial')!r}, not {trial_dir.name!r}"
 
 
 def load_rewind_state(trial_dir: Path, iteration: int) -> State | None:
-    """θk if a readable, self-consistent copy is stored, else None (then it is retrained)."""
+    """θk if a readable, self-consistent copy of this trial's is stored, else None (then it
+    is retrained; a stored file that is refused is named in a warning)."""
     path = state_path(trial_dir, iteration)
-    if not path.is_file() or path.is_symlink():
-        return None
     try:
-        doc = json.loads(path.read_text())
-        if doc.get("iteration") != iteration:
-            return None
+        doc = read_json(path)
+        if not isinstance(doc, dict) or doc.get("iteration") != iteration:
+            raise ValueError(f"it holds no θ of iteration {iteration}")
+        problem = _belongs(trial_dir, doc, path)
+        if problem:
+            raise ValueError(problem)
         return unpack_state(doc)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except FileNotFoundError:
+        return None
+    except (OSError, CorruptRecordError, ValueError, KeyError, TypeError, AttributeError,
+            RuntimeError) as err:
+        warnings.warn(f"discarding {path}: {err}; θk will be recomputed", stacklevel=2)
         return None

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import warnings
 from collections.abc import Sequence
@@ -41,11 +42,31 @@ from .config import ExperimentConfig, experiment_from_dict
 # RECORD_FILES, the errors, LIST_COLUMNS and STATUSES are part of this module's interface
 from .record_files import (RECORD_FILES, CorruptRecordError, UnverifiedRecordError,
                            check_hashes, component, df_to_csv_text, hashed_names, inside,
-                           json_object, links_below, sha256_text)
+                           json_object, links_below, read_text, sha256_text, unknown_files)
 from .store_index import LIST_COLUMNS, STATUSES, StoreIndex
+from .store_stages import NUMERIC_SETTINGS, StageFiles
+from .train import early_stop_summary
 from .version import __version__
 
 MEMBER_KEYS = ["variant", "level", "replicate"]
+TRIAL_FOLDERS = ("stages", "ckpt")  # written into: never through a link
+
+
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per network: its Pm, retroactive early-stop point and final accuracies."""
+    rows = []
+    for key, hist in metrics.groupby(MEMBER_KEYS, sort=True):
+        row = dict(zip(MEMBER_KEYS, key))
+        row["pm"] = float(hist["pm"].iloc[0])
+        row.update(early_stop_summary(hist.sort_values("iteration")))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_text(metrics_text: str) -> str:
+    """``summary.csv`` as computed from ``metrics.csv``'s text (what a finished trial's summary
+    must equal: a hand-edited summary is caught on load)."""
+    return df_to_csv_text(summarize(pd.read_csv(io.StringIO(metrics_text))))
 
 
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -70,10 +91,6 @@ def git_commit() -> str:
 
 
 
-# per-stage settings that change the numbers (float reductions, the sparse path)
-NUMERIC_SETTINGS = ("threads", "sparse_path_below_density")
-
-
 @dataclass
 class TrialRecord:
     """A finished trial as read back from disk."""
@@ -82,9 +99,10 @@ class TrialRecord:
     path: Path
     summary: pd.DataFrame
     record: dict[str, Any]
+    unknown: tuple[str, ...] = ()  # files the record does not hash: listed, never used
 
     def metrics(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / "metrics.csv")
+        return pd.read_csv(io.StringIO(read_text(self.path / "metrics.csv")))
 
 
 @dataclass
@@ -114,14 +132,31 @@ class ExperimentResult:
         return sum(tr.record.get("wall_time_s", 0.0) for tr in self.trials)
 
 
-class RunStore(StoreIndex):
+def config_of(path: Path) -> ExperimentConfig:
+    """The config stored in ``path`` (FileNotFoundError when absent); CorruptRecordError for
+    anything that is no valid config, whatever the hostile content."""
+    cfg_dict = json_object(path)
+    try:
+        return experiment_from_dict(cfg_dict)
+    except Exception as err:  # noqa: BLE001 - hostile input: any failure means corrupt
+        raise CorruptRecordError(f"{path} is not a valid config ({type(err).__name__}: "
+                                 f"{err})") from None
+
+
+class RunStore(StageFiles, StoreIndex):
     """Reads and writes trial records under one runs directory."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         if root is not None and not isinstance(root, (str, os.PathLike)):
             raise ValueError(f"runs_dir must be a path (str or os.PathLike) or None, got "
                              f"{type(root).__name__} {root!r}")
+        if root is not None and not os.fspath(root).strip():
+            raise ValueError(f"runs_dir {os.fspath(root)!r} is empty; allowed: a folder path, "
+                             f"or none for env LTH_RUNS_DIR or the repository's runs/")
         self.root = resolve_runs_dir(root)
+        if os.path.lexists(self.root) and not self.root.is_dir():
+            raise ValueError(f"runs_dir {self.root} is not a folder; allowed: a folder "
+                             f"(existing or to be created)")
 
     # --- paths ---
     def trial_dir(self, cfg: ExperimentConfig) -> Path:
@@ -144,71 +179,23 @@ class RunStore(StoreIndex):
                              f"follows links (remove it to compute or read this trial)")
         return inside(self.root, path)
 
+    def writable_dir(self, cfg: ExperimentConfig) -> Path:
+        """:meth:`trial_dir`, after checking that its ``stages/`` and ``ckpt/`` are folders
+        (or absent), never links: nothing is written through a link out of the store."""
+        path = self.trial_dir(cfg)
+        for name in TRIAL_FOLDERS:
+            try:
+                mode = (path / name).lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(mode):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+                raise ValueError(f"{path / name} is {kind}; allowed: a folder inside the "
+                                 f"store (remove it to compute this trial)")
+        return path
+
     def ckpt_dir(self, cfg: ExperimentConfig) -> Path:
-        return self.trial_dir(cfg) / "ckpt"
-
-    # --- stages (resume points) ---
-    def stage_path(self, cfg: ExperimentConfig, stage: str) -> Path:
-        return self.trial_dir(cfg) / "stages" / f"{stage}.csv"
-
-    def save_stage(self, cfg: ExperimentConfig, stage: str, metrics: pd.DataFrame,
-                   wall_time_s: float | None = None,
-                   settings: dict[str, Any] | None = None) -> None:
-        """Write one stage's metrics atomically, with its hash beside it, and the stage's
-        training time and numeric settings (``stages/<stage>.json``: threads, sparse-path
-        threshold), so that a trial resumed across processes still reports its whole
-        training time and says which settings trained which stage."""
-        self._write_config(cfg)
-        text = df_to_csv_text(metrics)
-        path = self.stage_path(cfg, stage)
-        if wall_time_s is not None or settings:
-            timing: dict[str, Any] = {}
-            if wall_time_s is not None:
-                timing["wall_time_s"] = round(float(wall_time_s), 2)
-            timing["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            timing.update(settings or {})
-            atomic_write_text(path.with_suffix(".json"), json.dumps(timing) + "\n")
-        atomic_write_text(path, text)
-        atomic_write_text(path.with_suffix(".sha256"), sha256_text(text) + "\n")
-
-    def _stage_json(self, cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for csv in sorted((self.trial_dir(cfg) / "stages").glob("*.csv")):
-            try:
-                value = json.loads(csv.with_suffix(".json").read_text())
-            except (OSError, ValueError):
-                value = {}
-            out[csv.stem] = value if isinstance(value, dict) else {}
-        return out
-
-    def stage_times(self, cfg: ExperimentConfig) -> dict[str, float | None]:
-        """Training seconds of each stored stage of a trial (None where it was not timed)."""
-        out: dict[str, float | None] = {}
-        for name, info in self._stage_json(cfg).items():
-            try:
-                out[name] = float(info["wall_time_s"])
-            except (KeyError, TypeError, ValueError):
-                out[name] = None
-        return out
-
-    def stage_settings(self, cfg: ExperimentConfig, keys: Sequence[str] = NUMERIC_SETTINGS
-                       ) -> dict[str, dict[str, Any]]:
-        """``{stage: {setting: value}}`` for the stored stages that recorded their settings
-        (stages written before settings were recorded are left out)."""
-        return {name: {k: info[k] for k in keys if k in info}
-                for name, info in self._stage_json(cfg).items()
-                if any(k in info for k in keys)}
-
-    def load_stage(self, cfg: ExperimentConfig, stage: str) -> pd.DataFrame | None:
-        path = self.stage_path(cfg, stage)
-        sha = path.with_suffix(".sha256")
-        if not path.exists() or not sha.exists() or path.is_symlink() or sha.is_symlink():
-            return None
-        text = path.read_text()
-        if sha256_text(text) != sha.read_text().strip():
-            warnings.warn(f"stage file {path} does not match its hash: recomputing it")
-            return None
-        return pd.read_csv(io.StringIO(text))
+        return self.writable_dir(cfg) / "ckpt"
 
     # --- finished trials ---
     def results(self, cfg: ExperimentConfig) -> ExperimentResult:
@@ -232,25 +219,26 @@ class RunStore(StoreIndex):
 
     def read(self, path: Path, require_all_hashes: bool = True) -> TrialRecord:
         """Read and verify a finished trial. FileNotFoundError: not finished (partial);
-        UnverifiedRecordError: hashes missing; CorruptRecordError: anything else wrong."""
+        UnverifiedRecordError: hashes missing; CorruptRecordError: anything else wrong
+        (a mismatch, a file that is no regular file, a summary that ``metrics.csv`` does
+        not give, a misplaced folder)."""
         path = Path(path)
         rec_file = path / "record.json"
         links = links_below(self.root, path) if path.is_relative_to(self.root) else []
         if links:
             raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; links "
                                      f"are never followed")
-        if not rec_file.exists() and not rec_file.is_symlink():
-            raise FileNotFoundError(rec_file)
-        record = json_object(rec_file)
+        record = json_object(rec_file)  # FileNotFoundError: partial
         if record.get("status") != "finished":
             raise FileNotFoundError(rec_file)
-        cfg_dict = json_object(path / "config.json")
         try:
-            config = experiment_from_dict(cfg_dict)
+            config = config_of(path / "config.json")
             expected = self.trial_dir(config)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CorruptRecordError(f"{path / 'config.json'} is not a valid config "
-                                     f"({type(err).__name__}: {err})") from err
+        except FileNotFoundError:
+            raise CorruptRecordError(f"{path / 'config.json'} is missing") from None
+        except ValueError as err:
+            raise CorruptRecordError(f"{path / 'config.json'} names no trial folder "
+                                     f"({err})") from None
         if path.is_relative_to(self.root) and (
                 path.relative_to(self.root) != expected.relative_to(self.root)):
             raise CorruptRecordError(
@@ -260,15 +248,24 @@ class RunStore(StoreIndex):
             raise CorruptRecordError(f"config in {path} does not hash to its recorded run id")
         check_hashes(path, rec_file, record, require_all_hashes)
         try:
-            summary = pd.read_csv(path / "summary.csv")
-        except (OSError, ValueError) as err:
-            raise CorruptRecordError(f"{path / 'summary.csv'} is unreadable ({err})") from err
-        return TrialRecord(config, path, summary, record)
+            metrics, summary = (read_text(path / n) for n in ("metrics.csv", "summary.csv"))
+            recomputed = summary_text(metrics)
+        except FileNotFoundError as err:
+            raise CorruptRecordError(f"{err.filename} is missing") from None
+        except (ValueError, KeyError, TypeError, pd.errors.ParserError) as err:
+            raise CorruptRecordError(f"{path / 'metrics.csv'} holds no metrics a summary can "
+                                     f"be computed from ({type(err).__name__}: {err})") from None
+        if recomputed != summary and record.get("summary_from_metrics") is not False:
+            raise CorruptRecordError(f"{path / 'summary.csv'} differs from the summary "
+                                     f"computed from metrics.csv")
+        return TrialRecord(config, path, pd.read_csv(io.StringIO(summary)), record,
+                           tuple(unknown_files(path, record.get("sha256") or {})))
 
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
                wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None,
                code_version: str | None = None, resumed_stages: Sequence[str] = (),
-               carried_wall_times: Sequence[float | None] = ()) -> TrialRecord:
+               carried_wall_times: Sequence[float | None] = (),
+               stage_files: Sequence[str] | None = None) -> TrialRecord:
         """Write the trial's final metrics and record (the record last: it marks completion).
 
         ``wall_time`` is this process's share. Stages listed in ``resumed_stages`` were
@@ -277,13 +274,23 @@ class RunStore(StoreIndex):
         time is incomplete. ``code_version`` is the commit the computing process started from
         (default: HEAD now). ``carried_wall_times`` are the earlier seconds of stages this
         process only completed (the reused part of an extended trial, :mod:`lthlib.reuse`).
-        The record hashes every file of the trial (stage files included) and, per setting,
-        the values its stages ran with (``stage_settings``; ``numeric_settings_mixed`` says
-        whether they differ between stages).
+        The record hashes the record files and ``stage_files`` (``stages/<name>`` paths: the
+        files this trial wrote; None: every stage file present), and, per setting, the
+        values its stages ran with (``stage_settings``; ``numeric_settings_mixed`` says
+        whether they differ between stages). A ``summary`` that is not the one computed from
+        ``metrics`` is stored as given and the record says so (``summary_from_metrics``).
         """
-        path = self.trial_dir(cfg)
-        stages = self.stage_times(cfg)
-        settings = self.stage_settings(cfg)
+        path = self.writable_dir(cfg)
+        if stage_files is None:
+            stage_files, links = hashed_names(path)
+            stage_files = [n for n in stage_files if n.startswith("stages/")]
+            if links:
+                raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; "
+                                         f"refusing to finish the trial")
+        names = [n for n in stage_files if n.endswith(".csv")]
+        stage_names = [PurePosixPath(n).stem for n in names]
+        stages = self.stage_times(cfg, stage_names)
+        settings = self.stage_settings(cfg, stages=stage_names)
         earlier = [stages.get(name) for name in resumed_stages] + list(carried_wall_times)
         timing: dict[str, Any] = {"process_wall_time_s": round(wall_time, 2),
                                   "wall_time_complete": all(v is not None for v in earlier),
@@ -296,14 +303,14 @@ class RunStore(StoreIndex):
         wall_time += sum(v for v in earlier if v is not None)
         self._write_config(cfg)
         texts = {"metrics.csv": df_to_csv_text(metrics), "summary.csv": df_to_csv_text(summary)}
+        computed = summary_text(texts["metrics.csv"])
+        if texts["summary.csv"] != computed:
+            timing["summary_from_metrics"] = False
         for name, text in texts.items():
             atomic_write_text(path / name, text)
-        names, links = hashed_names(path)
-        if links:
-            raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; refusing "
-                                     f"to finish the trial")
         hashes = {name: texts[name] if name in texts else
-                  path.joinpath(*PurePosixPath(name).parts).read_text() for name in names}
+                  read_text(path.joinpath(*PurePosixPath(name).parts))
+                  for name in ["config.json", *texts, *stage_files]}
         record = {
             "status": "finished", "run_id": cfg.run_id(), "experiment": cfg.experiment,
             "arch": cfg.model.arch, "dataset": cfg.data.dataset, "profile": cfg.profile,
@@ -316,20 +323,18 @@ class RunStore(StoreIndex):
             **timing, **(extra or {}),
         }
         atomic_write_text(path / "record.json", json.dumps(record, indent=1) + "\n")
-        self.write_index()
+        self.write_index_or_warn()
         return TrialRecord(cfg, path, summary, record)
 
     def _write_config(self, cfg: ExperimentConfig) -> None:
         """Write ``config.json`` unless it already holds this config (a damaged or foreign
         one is replaced: the trial being computed defines what its folder holds)."""
-        path = self.trial_dir(cfg) / "config.json"
-        if path.exists() and not path.is_symlink():
-            try:
-                if experiment_from_dict(json_object(path)).run_id() == cfg.run_id():
-                    return
-            except (CorruptRecordError, OSError, KeyError, TypeError, ValueError,
-                    AttributeError):
-                pass
+        path = self.writable_dir(cfg) / "config.json"
+        try:
+            if config_of(path).run_id() == cfg.run_id():
+                return
+        except (FileNotFoundError, CorruptRecordError):
+            pass
         if path.is_symlink():
             path.unlink()
         atomic_write_text(path, json.dumps({**cfg.to_dict()}, indent=1) + "\n")
@@ -341,13 +346,12 @@ class RunStore(StoreIndex):
         (never resumed from) with a warning, and ``cfg``'s config is written. Returns the
         names removed."""
         path = self.trial_dir(cfg)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists() and not cfg_file.is_symlink():
-            return []
         try:
-            if experiment_from_dict(json_object(cfg_file)).run_id() == cfg.run_id():
+            if config_of(path / "config.json").run_id() == cfg.run_id():
                 return []
-        except (CorruptRecordError, OSError, KeyError, TypeError, ValueError, AttributeError):
+        except FileNotFoundError:
+            return []
+        except CorruptRecordError:
             pass
         removed = []
         for name in ("stages", "ckpt", "record.json", "metrics.csv", "summary.csv",

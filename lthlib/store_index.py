@@ -7,7 +7,9 @@ never hidden and never used.
 """
 from __future__ import annotations
 
-import json
+import io
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .config import EXPERIMENTS, experiment_from_dict
 from .record_files import (CorruptRecordError, UnverifiedRecordError, df_to_csv_text,
-                           json_object)
+                           file_kind, json_object, read_text)
+
+INDEX_FILES = ("index.csv", "README.md")
 
 STATUSES = ("finished", "partial", "corrupt", "unverified")
 LIST_COLUMNS = ("path", "experiment", "arch", "dataset", "profile", "seed", "lr_setting",
@@ -78,6 +82,9 @@ class StoreIndex:
                 hardware = rec.record.get("hardware")
                 row["device"] = hardware.get("device") if isinstance(hardware, dict) else None
                 row["status"] = "finished"
+                if rec.unknown:
+                    row["reason"] = (f"ignores files its record does not hash: "
+                                     f"{', '.join(rec.unknown[:3])}")
             except FileNotFoundError:
                 row["status"] = "partial"
                 try:
@@ -86,8 +93,7 @@ class StoreIndex:
                                 "dataset": cfg.data.dataset, "profile": cfg.profile,
                                 "seed": cfg.seed, "lr_setting": cfg.setting,
                                 "reinits": cfg.reinits})
-                except (CorruptRecordError, OSError, KeyError, TypeError, ValueError,
-                        AttributeError) as err:
+                except Exception as err:  # noqa: BLE001 - a hostile config is listed, not raised
                     row["reason"] = f"config.json unreadable ({err})"
             except UnverifiedRecordError as err:
                 row.update({"status": "unverified", "reason": str(err)})
@@ -95,19 +101,38 @@ class StoreIndex:
                 row.update({"status": "corrupt", "reason": str(err)})
             except (OSError, UnicodeDecodeError) as err:
                 row.update({"status": "corrupt", "reason": f"unreadable ({err})"})
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                row.update({"status": "corrupt", "reason": f"unreadable ({err})"})
             rows.append(row)
         df = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
         # integers, even beside partial rows' gaps
-        for col in ("seed", "levels", "networks", "reinits"):
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        for col in ("seed", "levels", "networks", "reinits"):  # a hostile record's value
+            num = pd.to_numeric(df[col], errors="coerce").astype("float64")  # is dropped
+            df[col] = num.where((num.abs() < 2**53) & (num == num.round())).astype("Int64")
         return df
+
+    def _index_paths(self) -> tuple[Path, Path]:
+        """``index.csv`` and ``README.md``, checked to be regular files (or absent)."""
+        out = []
+        for name in INDEX_FILES:
+            path = self.root / name
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                mode = stat.S_IFREG
+            if not stat.S_ISREG(mode):
+                raise ValueError(f"{path} is a {file_kind(mode)}; allowed: a regular file "
+                                 f"(remove it and lthlib rebuilds the index)")
+            out.append(path)
+        return out[0], out[1]
 
     def write_index(self) -> None:
         """Regenerate ``README.md`` and ``index.csv`` at the store's root."""
+        index, readme = self._index_paths()
         df = self.list()
         if df.empty:
             return
-        atomic_write_text(self.root / "index.csv", df_to_csv_text(df))
+        atomic_write_text(index, df_to_csv_text(df))
         cols = [c for c in ("experiment", "arch", "dataset", "profile", "lr_setting", "seed",
                             "levels", "networks", "reinits", "status", "wall_time_s", "device",
                             "path")
@@ -118,17 +143,30 @@ class StoreIndex:
                  "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for _, r in df[cols].astype(object).fillna("").iterrows():
             lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
-        atomic_write_text(self.root / "README.md", "\n".join(lines) + "\n")
+        atomic_write_text(readme, "\n".join(lines) + "\n")
+
+    def write_index_or_warn(self) -> bool:
+        """:meth:`write_index`, or one warning line when the index cannot be written (a
+        read-only store, an index path that is a folder): the trials stay as they are."""
+        try:
+            self.write_index()
+        except (ValueError, OSError) as err:
+            reason = err if isinstance(err, ValueError) else (
+                f"{err.filename or self.root}: {err.strerror}")
+            warnings.warn(f"the store index was not rebuilt: {reason}", stacklevel=2)
+            return False
+        return True
 
     def _index_is_fresh(self) -> bool:
         """Cheap check (no hashing): both index files exist, list the same trial folders,
         agree on which are finished, and are newer than every record."""
         index, readme = self.root / "index.csv", self.root / "README.md"
-        if not index.is_file() or not readme.is_file():
+        if index.is_symlink() or not index.is_file() or not readme.is_file():
             return False
         try:
-            listed = pd.read_csv(index, usecols=["path", "status"], dtype=str)
-        except (OSError, ValueError):
+            listed = pd.read_csv(io.StringIO(read_text(index)), usecols=["path", "status"],
+                                 dtype=str)
+        except (OSError, ValueError, CorruptRecordError):
             return False
         status = dict(zip(listed["path"], listed["status"]))
         newest = index.stat().st_mtime
@@ -138,11 +176,11 @@ class StoreIndex:
         for path in paths:
             rec = path / "record.json"
             try:
-                finished = (not path.is_symlink() and not rec.is_symlink() and rec.is_file()
-                            and json.loads(rec.read_text()).get("status") == "finished")
-                if rec.is_file() and rec.stat().st_mtime > newest:
+                finished = (not path.is_symlink()
+                            and json_object(rec).get("status") == "finished")
+                if rec.lstat().st_mtime > newest:
                     return False
-            except (OSError, ValueError, AttributeError):
+            except (OSError, CorruptRecordError):
                 finished = False
             was = status[str(path.relative_to(self.root))]
             if (was == "partial") == finished:
@@ -156,5 +194,4 @@ class StoreIndex:
             return False
         if not self.trial_paths():
             return False
-        self.write_index()
-        return True
+        return self.write_index_or_warn()

@@ -13,21 +13,24 @@ from pathlib import Path, PurePosixPath
 
 from .atomic import atomic_write_text
 from .config import ExperimentConfig
+from .lock import TrialLock
 from .record_files import (RECORD_FILES, STAGE_SUFFIXES, CorruptRecordError,
-                           UnverifiedRecordError, hashed_names, inside, links_below,
-                           sha256_text, stage_files)
+                           UnverifiedRecordError, hashed_names, inside, json_object,
+                           links_below, read_text, sha256_text)
 from .store import RunStore
 
 
 def trial_files(trial_dir: Path) -> dict[str, str]:
     """A finished trial's records as ``{relative posix path: text}`` (never checkpoints):
-    the record files, and each stage's metrics, hash, timing and masks. Symbolic links are
-    never followed: they are left out (:meth:`RunStore.read` refuses such a trial)."""
-    files = {name: (trial_dir / name).read_text() for name in RECORD_FILES
-             if not (trial_dir / name).is_symlink()}
-    for name in stage_files(trial_dir)[0]:
-        files[name] = trial_dir.joinpath(*PurePosixPath(name).parts).read_text()
-    return files
+    the record files, and the stage files its record hashes (metrics, hash, timing, masks).
+    Files the record does not hash are unknown and stay behind; nothing is read through a
+    link or from anything but a regular file."""
+    record = json_object(trial_dir / "record.json")
+    hashes = record.get("sha256") if isinstance(record.get("sha256"), dict) else {}
+    names = [n for n in RECORD_FILES] + sorted(
+        n for n in hashes if isinstance(n, str) and n.startswith("stages/")
+        and len(PurePosixPath(n).parts) == 2)
+    return {name: read_text(trial_dir.joinpath(*PurePosixPath(name).parts)) for name in names}
 
 
 def write_trial_files(store: RunStore, cfg: ExperimentConfig, files: dict[str, str]) -> None:
@@ -42,7 +45,7 @@ def write_trial_files(store: RunStore, cfg: ExperimentConfig, files: dict[str, s
     if missing:
         raise ValueError(f"trial files lack {', '.join(missing)}; expected at least "
                          f"{', '.join(RECORD_FILES)}")
-    root = store.trial_dir(cfg)
+    root = store.writable_dir(cfg)
     for name in files:
         rel = PurePosixPath(name)
         ok = (not rel.is_absolute() and ".." not in rel.parts and len(rel.parts) >= 1
@@ -68,11 +71,11 @@ def write_trial_files(store: RunStore, cfg: ExperimentConfig, files: dict[str, s
 
 
 IMPORT_OUTCOMES = ("imported", "already_present", "partial", "corrupt", "unverified",
-                   "symlinks")
+                   "symlinks", "busy", "ignored")
 
 
-def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = None
-                  ) -> dict[str, list[str]]:
+def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = None,
+                  wait: bool = True) -> dict[str, list[str]]:
     """Copy the finished, verified trials of the store at ``source`` into ``dest``.
 
     For results computed elsewhere (a lent GPU machine, another clone). The source is read
@@ -80,8 +83,11 @@ def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = No
     every field naming a folder is a plain name, every file matches the sha256 in its
     record and no file is a symbolic link; every destination is checked to lie inside
     ``dest``. A trial whose run id ``dest`` already holds finished is skipped, never
-    overwritten. Returns the relative paths per outcome (:data:`IMPORT_OUTCOMES`; corrupt
-    and unverified ones with their reason, and every symbolic link met).
+    overwritten. Each destination trial's lock is taken first (:class:`TrialLock`): a
+    trial another process is training is waited for (``wait``) or skipped (``busy``), so
+    an import never records a trial a running process computes. Returns the relative paths
+    per outcome (:data:`IMPORT_OUTCOMES`; corrupt and unverified ones with their reason,
+    every symbolic link met, and the unknown files left behind as ``ignored``).
     """
     src, dst = RunStore(source), RunStore(dest)
     if not src.root.is_dir():
@@ -106,20 +112,37 @@ def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = No
         except (CorruptRecordError, OSError, UnicodeDecodeError) as err:
             out["corrupt"].append(f"{rel} ({err})")
             continue
+        out["ignored"].extend(f"{rel}/{name}" for name in rec.unknown)
         try:
-            if dst.load(rec.config) is not None:
-                out["already_present"].append(rel)
-                continue
-            write_trial_files(dst, rec.config, trial_files(rec.path))
-        except (ValueError, RuntimeError, OSError) as err:
+            outcome = _import_one(dst, rec.config, rec.path, wait)
+        except (ValueError, RuntimeError, OSError, CorruptRecordError) as err:
             out["corrupt"].append(f"{rel} ({err})")
             continue
-        out["imported"].append(rel)
+        out[outcome].append(rel)
     if out["imported"]:
-        dst.write_index()
+        dst.write_index_or_warn()
     else:
         dst.ensure_index()
     return out
+
+
+def _import_one(dst: RunStore, cfg: ExperimentConfig, source: Path, wait: bool) -> str:
+    """Copy one verified trial under the destination trial's lock: "imported",
+    "already_present" or "busy" (another process holds the lock and ``wait`` is False)."""
+    if dst.load(cfg) is not None:
+        return "already_present"
+    lock = TrialLock(dst.writable_dir(cfg))
+    if wait:
+        lock.acquire()
+    elif not lock.try_acquire():
+        return "busy"
+    try:
+        if dst.load(cfg) is not None:  # finished by the process that held the lock
+            return "already_present"
+        write_trial_files(dst, cfg, trial_files(source))
+        return "imported"
+    finally:
+        lock.release(remove=True)
 
 
 # --- one-off: hash every file of records written before stage files were hashed -------------
@@ -143,7 +166,7 @@ def migrate_hashes(runs_dir: str | os.PathLike | None = None, dry_run: bool = Fa
         try:
             rec = store.read(path, require_all_hashes=False)
             names, _ = hashed_names(path)
-            lacking = [n for n in names if n not in rec.record.get("sha256", {})]
+            lacking = [n for n in names if n not in (rec.record.get("sha256") or {})]
             for name in lacking:
                 if not name.startswith("stages/") and name != "config.json":
                     raise UnverifiedRecordError(f"its record has no sha256 for {name}, "
@@ -151,8 +174,11 @@ def migrate_hashes(runs_dir: str | os.PathLike | None = None, dry_run: bool = Fa
                 if name.endswith(".csv"):
                     csv = path.joinpath(*PurePosixPath(name).parts)
                     side = csv.with_suffix(".sha256")
-                    if side.is_symlink() or not side.is_file() or (
-                            side.read_text().strip() != sha256_text(csv.read_text())):
+                    try:
+                        ok = read_text(side, 1024).strip() == sha256_text(read_text(csv))
+                    except FileNotFoundError:
+                        ok = False
+                    if not ok:
                         raise CorruptRecordError(f"{csv} does not match its .sha256 file")
         except FileNotFoundError:
             out["partial"].append(rel)
@@ -164,8 +190,8 @@ def migrate_hashes(runs_dir: str | os.PathLike | None = None, dry_run: bool = Fa
             out["complete"].append(rel)
             continue
         record = dict(rec.record)
-        record["sha256"] = {**record.get("sha256", {}), **{
-            n: sha256_text(path.joinpath(*PurePosixPath(n).parts).read_text()) for n in lacking}}
+        record["sha256"] = {**(record.get("sha256") or {}), **{
+            n: sha256_text(read_text(path.joinpath(*PurePosixPath(n).parts))) for n in lacking}}
         record["sha256_migration"] = {
             "migrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "added": len(lacking),
