@@ -71,7 +71,7 @@ def need_key(need: Need) -> str:
 class Evidence:
     """Summaries (and, lazily, long metrics) of the experiments a claim needs, by need key,
     with the weight each trial gets: ``weights[key]`` is ``(k, trials)``, one row per
-    bootstrap sample (absent: one row of ones, i.e. every trial once)."""
+    leave-one-out recomputation (absent: one row of ones, i.e. every trial once)."""
 
     summaries: Mapping[str, pd.DataFrame]
     metrics: Mapping[str, pd.DataFrame | Callable[[], pd.DataFrame]] = field(default_factory=dict)
@@ -286,7 +286,7 @@ def contrast(a: Callable[[Evidence], Values | None], b: Callable[[Evidence], Val
 def trial_values(ev: Evidence, need: Need, metric: str, pm: float,
                  variants: Sequence[str] = ("ticket", "reinit")) -> pd.DataFrame:
     """One row per trial (seed): ``metric`` of each variant at the stored level nearest
-    ``pm`` (mean over replicates). These rows are what the bootstrap draws."""
+    ``pm`` (mean over replicates). The interval leaves these rows out one at a time."""
     key = need_key(need)
     cols = {}
     for v in variants:

@@ -128,7 +128,7 @@ def iterative_vs_oneshot(metric: str, better: str, pm_max: float = 0.10
     """Per one-shot level with Pm <= ``pm_max``: how much better the iterative ticket at the
     nearest iterative level is (one-shot minus iterative for ``better="lower"``, iterations;
     iterative minus one-shot in pp for "higher"). The same seeds run both experiments, so
-    the bootstrap pairs them."""
+    the interval pairs them."""
     def compute(ev: Evidence) -> LevelValues | None:
         pms, vals = level_values(ev, ONESHOT, metric)
         out_pm, out = [], []
