@@ -68,6 +68,8 @@ def describe_plan(net: nn.Module, plan: list[PlanRow], scope: str) -> str:
     lines = [f"IMP prunes {len(pruned)} weight tensors ({scope} scope):"]
     for row in plan:
         note = f"{row.rate:.0%} of the remaining per round" if row.rate > 0 else "kept whole"
+        if scope == "global" and row.kind != "output" and row.rate > 0:
+            note = f"one threshold: {row.rate:.0%} of all hidden survivors per round"
         lines.append(f"  {row.name + '.weight':<28} {row.kind:<8} {str(row.shape):<20} {note}")
     kept = [name for name, _ in net.named_parameters() if name not in pruned]
     if kept:
