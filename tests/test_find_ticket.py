@@ -218,3 +218,22 @@ def test_bad_settings_give_one_line_errors(option, value, needle, tmp_path):
         lth.find_ticket(TinyNet(), data, data, data, runs_dir=tmp_path, echo=None,
                         **{**SETTINGS, option: value})
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_global_scope_shares_one_threshold_and_rewinding_exports_theta_k(tmp_path):
+    data = tiny_data()
+    result = lth.find_ticket(TinyNet(), data, data, data, runs_dir=tmp_path, echo=None,
+                             scope="global", rewind_iteration=10, reinits=0,
+                             **{**SETTINGS, "rounds": 1})
+    masks = result.trials[0].masks[1]
+    hidden = masks["conv"].numel() + masks["fc1"].numel()
+    kept = int(masks["conv"].sum() + masks["fc1"].sum())
+    assert kept == hidden - round(0.5 * hidden)  # one threshold over both hidden layers
+    assert int(masks["out"].sum()) == 48 - round(0.25 * 48)  # the output layer on its own
+    trial = result.trials[0]
+    assert trial.rewound is not None
+    assert not torch.equal(trial.rewound["fc1.weight"], trial.theta0["fc1.weight"])
+    info = lth.export_ticket(result, 1, tmp_path / "ticket.pt")
+    assert info["weights"] == "thetak"
+    net = lth.load_ticket(TinyNet(), tmp_path / "ticket.pt")
+    assert torch.equal(net.fc1.weight_orig, trial.rewound["fc1.weight"] * masks["fc1"])
