@@ -58,6 +58,14 @@ def _label(value: Any, what: str, index: int) -> int:
                      f"allowed: an integer class index")
 
 
+def _as_tensor(value: Any, what: str, index: int) -> Tensor:
+    try:
+        return torch.from_numpy(np.array(value))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{what}[{index}] has inputs of type {type(value).__name__}; "
+                         f"allowed: tensors or arrays (add a ToTensor transform)") from None
+
+
 def as_tensors(source: Any, what: str) -> tuple[Tensor, Tensor]:
     """``(inputs float32 (N, ...), labels int64 (N,))`` read from every item of ``source``."""
     dataset = _dataset_of(source, what)
@@ -71,7 +79,7 @@ def as_tensors(source: Any, what: str) -> tuple[Tensor, Tensor]:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(f"{what}[{i}] is a {type(item).__name__}; allowed: an "
                              f"(input, label) pair")
-        x = torch.as_tensor(item[0]) if not isinstance(item[0], Tensor) else item[0]
+        x = item[0] if isinstance(item[0], Tensor) else _as_tensor(item[0], what, i)
         if not (x.is_floating_point() or x.dtype == torch.uint8):
             raise ValueError(f"{what}[{i}] has inputs of dtype {x.dtype}; allowed: a float "
                              f"tensor (or uint8, read as float)")
