@@ -136,10 +136,11 @@ def _configs(args: argparse.Namespace, experiments: list[str]) -> list[Experimen
             for e in experiments]
 
 
-def list_experiments(runs_dir: str | None = None) -> list[dict[str, Any]]:
+def list_experiments(runs_dir: str | RunStore | None = None) -> list[dict[str, Any]]:
     """Group the store's trials into experiments (one row per config minus seed); corrupt
-    and unverified trials get a row each, with the reason, so nothing damaged is hidden."""
-    store = RunStore(runs_dir)
+    and unverified trials get a row each, with the reason, so nothing damaged is hidden.
+    ``runs_dir`` may be an open store (what it verified already is not verified again)."""
+    store = runs_dir if isinstance(runs_dir, RunStore) else RunStore(runs_dir)
     df = store.list()
     if df.empty:
         return []
@@ -197,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 def _runs_ls(args: argparse.Namespace) -> int:
     store = _runs_root(args.runs_dir)
     store.ensure_index()
-    rows = list_experiments(str(store.root))
+    rows = list_experiments(store)
     if args.json:
         print(json.dumps(rows, indent=1))
     elif not rows:

@@ -78,7 +78,8 @@ def mask_layout(doc: Any) -> list[tuple[str, list[int]]]:
               and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d
                       <= MAX_MASK_WEIGHTS for d in item[1]))
         if not ok:
-            raise ValueError(f"mask layer {str(item)[:80]} is not [name, [dims >= 0]]")
+            raise ValueError(f"mask layer {str(item)[:80]} is not [name, [dims]]; allowed: "
+                             f"integer dims from 0 to {MAX_MASK_WEIGHTS}")
         total += int(np.prod(item[1], dtype=object))
         if total > MAX_MASK_WEIGHTS or total > len(bits) * 6:  # base64: 6 bits a character
             raise ValueError(f"mask layers claim {total} weights; the document holds at most "

@@ -22,7 +22,7 @@ import torch
 
 from .atomic import atomic_write_text
 from .masks import theta0_digest
-from .record_files import CorruptRecordError, read_json, sha256_text
+from .record_files import CorruptRecordError, read_json, read_text, sha256_text
 from .reuse import read_note
 
 STATE_FORMAT = "lthlib-state-base64/1"
@@ -90,7 +90,7 @@ def _belongs(trial_dir: Path, doc: Mapping[str, Any], path: Path) -> str | None:
         return None
     vouched = note.get("sha256") if isinstance(note.get("sha256"), dict) else {}
     if "trial" not in doc and vouched.get(f"stages/{path.name}") == sha256_text(
-            path.read_text()):
+            read_text(path)):
         return None
     return f"it belongs to trial {doc.get('trial')!r}, not {trial_dir.name!r}"
 

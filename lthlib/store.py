@@ -154,6 +154,7 @@ class RunStore(StageFiles, StoreIndex):
             raise ValueError(f"runs_dir {os.fspath(root)!r} is empty; allowed: a folder path, "
                              f"or none for env LTH_RUNS_DIR or the repository's runs/")
         self.root = resolve_runs_dir(root)
+        self._summaries_checked: set[tuple[str, str]] = set()
         if os.path.lexists(self.root) and not self.root.is_dir():
             raise ValueError(f"runs_dir {self.root} is not a folder; allowed: a folder "
                              f"(existing or to be created)")
@@ -249,17 +250,28 @@ class RunStore(StageFiles, StoreIndex):
         check_hashes(path, rec_file, record, require_all_hashes)
         try:
             metrics, summary = (read_text(path / n) for n in ("metrics.csv", "summary.csv"))
-            recomputed = summary_text(metrics)
         except FileNotFoundError as err:
             raise CorruptRecordError(f"{err.filename} is missing") from None
+        if record.get("summary_from_metrics") is not False:
+            self._check_summary(path, metrics, summary)
+        return TrialRecord(config, path, pd.read_csv(io.StringIO(summary)), record,
+                           tuple(unknown_files(path, record.get("sha256") or {})))
+
+    def _check_summary(self, path: Path, metrics: str, summary: str) -> None:
+        """``summary`` must be the summary computed from ``metrics`` (a pair once found
+        equal is remembered by its digests: listing a store reads every trial)."""
+        key = (sha256_text(metrics), sha256_text(summary))
+        if key in self._summaries_checked:
+            return
+        try:
+            recomputed = summary_text(metrics)
         except (ValueError, KeyError, TypeError, pd.errors.ParserError) as err:
             raise CorruptRecordError(f"{path / 'metrics.csv'} holds no metrics a summary can "
                                      f"be computed from ({type(err).__name__}: {err})") from None
-        if recomputed != summary and record.get("summary_from_metrics") is not False:
+        if recomputed != summary:
             raise CorruptRecordError(f"{path / 'summary.csv'} differs from the summary "
                                      f"computed from metrics.csv")
-        return TrialRecord(config, path, pd.read_csv(io.StringIO(summary)), record,
-                           tuple(unknown_files(path, record.get("sha256") or {})))
+        self._summaries_checked.add(key)
 
     def finish(self, cfg: ExperimentConfig, metrics: pd.DataFrame, summary: pd.DataFrame,
                wall_time: float, hardware: dict[str, Any], extra: dict[str, Any] | None = None,

@@ -82,9 +82,12 @@ class StoreIndex:
                 hardware = rec.record.get("hardware")
                 row["device"] = hardware.get("device") if isinstance(hardware, dict) else None
                 row["status"] = "finished"
-                if rec.unknown:
-                    row["reason"] = (f"ignores files its record does not hash: "
-                                     f"{', '.join(rec.unknown[:3])}")
+                notes = [f"ignores files its record does not hash: "
+                         f"{', '.join(rec.unknown[:3])}"] if rec.unknown else []
+                if rec.record.get("summary_from_metrics") is False:
+                    notes.append("its record says summary.csv was not computed from "
+                                 "metrics.csv (not compared)")
+                row["reason"] = "; ".join(notes)
             except FileNotFoundError:
                 row["status"] = "partial"
                 try:

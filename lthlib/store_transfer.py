@@ -115,6 +115,8 @@ def import_trials(source: str | os.PathLike, dest: str | os.PathLike | None = No
         out["ignored"].extend(f"{rel}/{name}" for name in rec.unknown)
         try:
             outcome = _import_one(dst, rec.config, rec.path, wait)
+        except PermissionError:
+            raise  # a destination this user cannot write: one error, not one per trial
         except (ValueError, RuntimeError, OSError, CorruptRecordError) as err:
             out["corrupt"].append(f"{rel} ({err})")
             continue

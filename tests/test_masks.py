@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -124,3 +125,23 @@ def test_committed_mask_trials_verify():
         assert all(reinit_mask_matches(tr).values())
         sizes = [os.path.getsize(tr.path / n) for n in tr.record["sha256"] if "mask" in n]
         assert max(sizes) < 45_000
+
+
+@pytest.mark.parametrize("layers,words", [
+    ([["fc1", [-1]]], "dims from 0"),
+    ([["fc1", [10**15]]], "dims from 0"),
+    ([["fc1", [2**20, 2**20]]], "claim"),
+    ("fc1", "'layers' (a list)"),
+    ([["fc1", ["3"]]], "dims from 0"),
+])
+def test_mask_with_impossible_layers_is_refused_before_allocation(layers, words):
+    doc = {**pack_masks(lenet_masks()), "layers": layers}
+    with pytest.raises(ValueError, match=re.escape(words)):
+        unpack_masks(doc)
+
+
+def test_a_stray_mask_the_record_does_not_hash_is_refused(tmp_path):
+    save_masks(tmp_path, "ticket-L01", lenet_masks())
+    (tmp_path / "record.json").write_text(json.dumps({"status": "finished", "sha256": {}}))
+    with pytest.raises(ValueError, match="not in its record's sha256 set"):
+        load_masks(tmp_path, "ticket-L01")

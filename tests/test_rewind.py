@@ -121,3 +121,15 @@ def test_cli_rewind_iter() -> None:
     assert _configs(args, [args.experiment])[0].rewind_iteration == 7
     args = build_parser().parse_args(["run", "imp", "--profile", "smoke"])
     assert _configs(args, ["imp"])[0] == make_experiment("imp", "lenet", "mnist", "smoke")
+
+
+def test_rewind_state_of_another_trial_is_discarded(tmp_path) -> None:
+    from lthlib.rewind import load_rewind_state, save_rewind_state, state_path
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    mine, other = tmp_path / "seed0-aaaaaaaaaaaa", tmp_path / "seed1-bbbbbbbbbbbb"
+    save_rewind_state(other, 7, state, 1.0)
+    assert torch.equal(load_rewind_state(other, 7)["w"], state["w"])
+    (mine / "stages").mkdir(parents=True)
+    state_path(mine, 7).write_bytes(state_path(other, 7).read_bytes())
+    with pytest.warns(UserWarning, match="belongs to trial 'seed1-bbbbbbbbbbbb'"):
+        assert load_rewind_state(mine, 7) is None
