@@ -18,7 +18,10 @@ one such pair:
 
 Instability = largest error on the path minus the mean of the endpoints' errors. Results are
 stored as ``runs/lmc/<arch>-<dataset>-<regime>/<label>-seed<s>-<hash>/`` with the same files
-as :mod:`lthlib.lmc` (``lmc.json``, ``path.csv``, ``summary.csv``, ``record.json``).
+as :mod:`lthlib.lmc` (``lmc.json``, ``path.csv``, ``summary.csv``, ``record.json``). Each
+trained network (θk, copy 0, copy 1) is written to ``stages/`` as it finishes, with the pair's
+run id, its seconds and a digest, so an interrupted pair resumes after its last finished
+network on any machine (a pair is two 2,145-iteration networks: tens of minutes on a CPU).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from .lmc import instability, interpolate, masked
 from .members import derive_seed
 from .models import create_network
 from .record_files import df_to_csv_text, sha256_text
+from .rewind import pack_state, unpack_state
 from .store import RunStore, TrialRecord, git_commit
 from .tickets import theta0, ticket_masks
 from .version import __version__
@@ -223,21 +227,37 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
     init, masks = _start_state(cfg, trial)
     t0 = time.perf_counter()
     k = cfg.rewind_iteration
+    carried = 0.0  # seconds of networks an earlier process trained
     if k:  # θk: the start trained k iterations on the trial's own data order
-        short = TrainConfig(**{**asdict(cfg.train), "iterations": k, "eval_every": k})
-        init = conv_engine.train_group([init], [masks], data, short, [cfg.seed], device=dev,
-                                       augment=cfg.augment,
-                                       progress="θk" if progress else False)[0].final_state
+        got = _load_stage(out_dir, "theta-k", cfg)
+        if got is None:
+            short = TrainConfig(**{**asdict(cfg.train), "iterations": k, "eval_every": k})
+            t1 = time.perf_counter()
+            init = conv_engine.train_group([init], [masks], data, short, [cfg.seed],
+                                           device=dev, augment=cfg.augment,
+                                           progress="θk" if progress else False)[0].final_state
+            _save_stage(out_dir, "theta-k", cfg, init, time.perf_counter() - t1, {})
+        else:
+            init, secs, _ = got
+            carried += secs
     train = TrainConfig(**{**asdict(cfg.train), "eval_every": cfg.train.iterations})
     finals, ends = [], []
     for copy in (0, 1):
-        order = derive_seed(cfg.seed, cfg.copies_seed_tag, copy)
-        res = conv_engine.train_group([init], [masks], data, train, [order], device=dev,
-                                      augment=cfg.augment, start=k,
-                                      progress=f"copy {copy}" if progress else False)[0]
-        finals.append(res.final_state)
-        ends.append(res.history.iloc[-1].to_dict())
-    train_wall = time.perf_counter() - t0
+        got = _load_stage(out_dir, f"copy{copy}", cfg)
+        if got is not None:
+            state, secs, end = got
+            carried += secs
+        else:
+            order = derive_seed(cfg.seed, cfg.copies_seed_tag, copy)
+            t1 = time.perf_counter()
+            res = conv_engine.train_group([init], [masks], data, train, [order], device=dev,
+                                          augment=cfg.augment, start=k,
+                                          progress=f"copy {copy}" if progress else False)[0]
+            state, end = res.final_state, res.history.iloc[-1].to_dict()
+            _save_stage(out_dir, f"copy{copy}", cfg, state, time.perf_counter() - t1, end)
+        finals.append(state)
+        ends.append(end)
+    train_wall = time.perf_counter() - t0 + carried
     net = create_network(cfg.arch, 10, data.in_shape, seed=0).to(dev)
     bn_x = data.train_x[:cfg.bn_examples].to(dev)
     path = path_errors_bn(net, finals[0], finals[1], data.test_x.to(dev), data.test_y.to(dev),
@@ -256,6 +276,8 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
              "path.csv": df_to_csv_text(path), "summary.csv": df_to_csv_text(summary)}
     for name, text in texts.items():
         atomic_write_text(out_dir / name, text)
+    stage_hashes = {f"stages/{f.name}": sha256_text(f.read_text())
+                    for f in sorted((out_dir / "stages").glob("*.state.json"))}
     record = {"status": "finished", "run_id": cfg.run_id(), "experiment": "stability",
               "label": cfg.label, "seed": cfg.seed, "source_run_id": cfg.source_run_id,
               "networks": 2, "train_iterations_per_copy": cfg.train.iterations - k,
@@ -265,9 +287,40 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
               "hardware": describe_hardware(dev), "lthlib_version": __version__,
               "git_commit": git_commit(),
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "sha256": {name: sha256_text(text) for name, text in texts.items()}}
+              "sha256": {**{name: sha256_text(text) for name, text in texts.items()},
+                         **stage_hashes}}
     atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
     return out_dir
+
+
+def _stage_file(out_dir: Path, name: str) -> Path:
+    return out_dir / "stages" / f"{name}.state.json"
+
+
+def _save_stage(out_dir: Path, name: str, cfg: StabilityConfig, state: State, seconds: float,
+                end: Mapping[str, Any]) -> None:
+    """One trained network of the pair, tied to the pair's run id, written atomically."""
+    stages = out_dir / "stages"
+    if stages.is_symlink() or out_dir.is_symlink():
+        raise ValueError(f"{stages} is a symbolic link; allowed: a plain folder in the store")
+    doc = {**pack_state(state), "run_id": cfg.run_id(), "stage": name,
+           "wall_time_s": round(seconds, 2), "end": {k: float(v) for k, v in end.items()}}
+    atomic_write_text(_stage_file(out_dir, name), json.dumps(doc) + "\n")
+
+
+def _load_stage(out_dir: Path, name: str, cfg: StabilityConfig
+                ) -> tuple[State, float, dict[str, float]] | None:
+    """A stored network of this pair (same run id and stage, digest intact), else None."""
+    f = _stage_file(out_dir, name)
+    if not f.is_file() or f.is_symlink() or f.stat().st_size > 64 * 2**20:
+        return None
+    try:
+        doc = json.loads(f.read_text())
+        if doc.get("run_id") != cfg.run_id() or doc.get("stage") != name:
+            return None
+        return unpack_state(doc), float(doc["wall_time_s"]), dict(doc["end"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
 
 
 def stability_results(runs_dir: str | Path | None = None, arch: str = "resnet18",
@@ -287,64 +340,3 @@ def stability_results(runs_dir: str | Path | None = None, arch: str = "resnet18"
     if not sums:
         return pd.DataFrame(), pd.DataFrame()
     return pd.concat(sums, ignore_index=True), pd.concat(paths, ignore_index=True)
-
-
-# --- the map: which pairs, in which order -----------------------------------------------------
-
-SETTINGS = ("lr0.1", "lr0.01", "lr0.03-warmup")
-MAP_LEVEL = 3  # Pm 27.1% at 36% per round
-MAP_REWINDS = (21, 43, 107)  # about 1%, 2% and 5% of the 2,145-iteration budget
-
-
-def map_plan(seeds: tuple[int, ...] = (0, 1), runs_dir: str | Path | None = None
-             ) -> list[StabilityConfig]:
-    """The 30 pairs of the map, seed by seed so a partial map is balanced: per seed the dense
-    network at θ0 for the three settings, ticket and re-init at level 3, the augmented dense
-    network, and the dense lr 0.1 network from θk at three small k."""
-    plan = []
-    for seed in seeds:
-        plan += [regime_config(s, seed) for s in SETTINGS]
-        for s in SETTINGS:
-            src = source_trial(s, seed, runs_dir=runs_dir).record["run_id"]
-            plan += [regime_config(s, seed, start=v, level=MAP_LEVEL, source_run_id=src)
-                     for v in ("ticket", "reinit")]
-        plan += [regime_config(s, seed, augment=True) for s in SETTINGS]
-        plan += [regime_config("lr0.1", seed, rewind_iteration=k) for k in MAP_REWINDS]
-    return plan
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lthlib.stability --part 0/2``: measure this part's missing pairs."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m lthlib.stability",
-                                 description="ResNet-18 stability map (runs/lmc/)")
-    ap.add_argument("--part", default="0/1", help="i/n: every n-th pair from the i-th")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--runs-dir", default=None)
-    ap.add_argument("--list", action="store_true", help="print the plan and what is done")
-    args = ap.parse_args(argv)
-    i, n = (int(v) for v in args.part.split("/"))
-    if not 0 <= i < n:
-        raise SystemExit(f"--part {args.part!r}: allowed i/n with 0 <= i < n")
-    torch.set_num_threads(1)
-    plan = map_plan(tuple(args.seeds), args.runs_dir)
-    data = None
-    for j, cfg in enumerate(plan):
-        done = load_pair(pair_dir(cfg, args.runs_dir)) is not None
-        if args.list:
-            print(f"{j:2d} {cfg.regime:24s} {cfg.label:28s} seed{cfg.seed} "
-                  f"{'done' if done else 'todo'}")
-            continue
-        if j % n != i or done:
-            continue
-        if data is None:
-            data = load_tensors_for(make_experiment("global-imp", "resnet18", "fashionmnist",
-                                                    "converged-cpu").data)
-        out = run_pair(cfg, args.runs_dir, data=data, progress=True)
-        rec = json.loads((out / "record.json").read_text())
-        print(f"{cfg.label} seed{cfg.seed} {cfg.regime}: {rec['wall_time_s']} s", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -89,6 +89,19 @@ def test_a_pair_is_stored_hashed_and_read_back(tmp_path):
     sums, _ = st.stability_results(tmp_path)
     assert sums["instability"].iloc[0] >= 0 and sums["rewind_iteration"].iloc[0] == 2
     assert st.run_pair(cfg, tmp_path, data=_tiny_split()) == out  # read back, not retrained
+    assert sorted(p.name for p in (out / "stages").iterdir()) == [
+        "copy0.state.json", "copy1.state.json", "theta-k.state.json"]
+    assert set(record["sha256"]) >= {"stages/copy0.state.json", "path.csv"}
+    # killed after its networks trained: the pair resumes from its stages, same numbers
+    before = (out / "path.csv").read_text()
+    for name in ("record.json", "path.csv", "summary.csv"):
+        (out / name).unlink()
+    st.run_pair(cfg, tmp_path, data=_tiny_split())
+    assert (out / "path.csv").read_text() == before
+    # a stage of another pair is never read as this one's
+    other = replace(cfg, seed=1)
+    assert st._load_stage(out, "copy0", other) is None
+    assert st._load_stage(out, "copy0", cfg) is not None
     (out / "summary.csv").write_text("tampered\n")
     assert st.load_pair(out) is None  # a file that does not match its sha256 is not read
     assert replace(cfg, augment=True).run_id() != cfg.run_id()

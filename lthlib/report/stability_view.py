@@ -1,0 +1,168 @@
+"""Chapter 7.7's stability map and cost plan, read from ``runs/lmc`` and ``runs/bench``.
+
+The map is the analogue of Frankle et al. (2020)'s instability figures for the substitute
+regime (ResNet-18 on FashionMNIST, 5 epochs): per learning-rate setting the dense network
+from θ0 (with and without the paper's augmentation), the IMP ticket and its re-init at Pm
+27.1%, and at lr 0.1 the dense network from θk at small k. Nothing here trains.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..stability import pair_dir, stability_results
+from ..stability_map import MAP_REWINDS, SETTINGS, map_plan
+from ..store import resolve_runs_dir
+from .intervals import t_quantile
+
+# what each bar of the map is, in the order it is drawn
+KINDS = (("dense", False, "dense from θ0"), ("dense", True, "dense from θ0, augmented"),
+         ("ticket", False, "IMP ticket, Pm 27.1%"), ("reinit", False, "its re-init"))
+KIND_COLOURS = ("#4C72B0", "#8172B3", "#C44E52", "#999999")
+BUDGET_ITERATIONS = 2145  # the regime's T: 5 epochs of 429 iterations
+
+
+def _kind(row: pd.Series) -> str:
+    for start, aug, label in KINDS:
+        if row["start"] == start and row["regime"].endswith("-augment") == aug:
+            return label
+    return row["start"]
+
+
+def stability_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per setting, start and k: instability in pp per seed, mean and a 95% t-interval
+    (only where two seeds or more exist), and the endpoints' mean test error."""
+    sums, _ = stability_results(runs_dir)
+    if sums.empty:
+        return pd.DataFrame()
+    sums = sums.assign(kind=sums.apply(_kind, axis=1))
+    rows = []
+    for (setting, kind, k), g in sums.groupby(["setting", "kind", "rewind_iteration"],
+                                             sort=False):
+        v = 100 * g["instability"].to_numpy()
+        n = len(v)
+        half = (t_quantile(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        rows.append({"setting": setting, "start": kind, "k": int(k), "seeds": n,
+                     "instability (pp), per seed": ", ".join(f"{x:.1f}" for x in v),
+                     "mean (pp)": v.mean(), "95% CI low": v.mean() - half,
+                     "95% CI high": v.mean() + half,
+                     "end error (%)": 100 * (g["error_a"] + g["error_b"]).mean() / 2})
+    out = pd.DataFrame(rows)
+    order = {s: i for i, s in enumerate(SETTINGS)}
+    kinds = {label: i for i, (_, _, label) in enumerate(KINDS)}
+    return out.sort_values(["k", "setting", "start"], key=lambda c: c.map(
+        order if c.name == "setting" else kinds if c.name == "start" else lambda x: x)
+    ).reset_index(drop=True)
+
+
+def stability_figure(runs_dir: str | Path | None = None) -> plt.Figure | None:
+    """(a) instability per setting and start at θ0; (b) lr 0.1's dense network against k.
+    Dots are seeds, bars and the line their mean; one shared y-axis."""
+    sums, _ = stability_results(runs_dir)
+    if sums.empty:
+        return None
+    sums = sums.assign(kind=sums.apply(_kind, axis=1), pp=100 * sums["instability"])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), sharey=True,
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    at0 = sums[sums["rewind_iteration"] == 0]
+    width = 0.2
+    for j, ((_, _, label), colour) in enumerate(zip(KINDS, KIND_COLOURS)):
+        for i, setting in enumerate(SETTINGS):
+            v = at0[(at0["setting"] == setting) & (at0["kind"] == label)]["pp"].to_numpy()
+            x = i + (j - 1.5) * width
+            if v.size:
+                ax.bar(x, v.mean(), width * 0.9, color=colour, alpha=0.55,
+                       label=label if i == 0 else None)
+                ax.scatter(np.full(v.size, x), v, color=colour, s=14, zorder=3)
+            else:
+                ax.text(x, 0.3, "not run", rotation=90, ha="center", va="bottom",
+                        fontsize=7, color="#666666")
+    ax.set_xticks(range(len(SETTINGS)), ["lr 0.1", "lr 0.01", "lr 0.03 + warmup"])
+    ax.set_ylabel("instability (pp of test error)")
+    ax.set_title("(a) from θ0, by setting")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
+              fontsize=8)
+    dense = sums[(sums["setting"] == "lr0.1") & (sums["kind"] == KINDS[0][2])]
+    ks = [0, *MAP_REWINDS]
+    means = [dense[dense["rewind_iteration"] == k]["pp"].mean() for k in ks]
+    for k in ks:
+        v = dense[dense["rewind_iteration"] == k]["pp"].to_numpy()
+        bx.scatter(np.full(v.size, k), v, color=KIND_COLOURS[0], s=14, zorder=3)
+    bx.plot(ks, means, color=KIND_COLOURS[0], marker="o", label="dense, lr 0.1")
+    bx.set_xticks(ks, [f"{k}\n({100 * k / BUDGET_ITERATIONS:.0f}%)" for k in ks])
+    bx.set_xlabel("rewind iteration k (share of T)")
+    bx.set_title("(b) lr 0.1, dense from θk")
+    for a in (ax, bx):
+        a.grid(axis="y", alpha=0.3)
+        a.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
+def map_progress(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """The map's plan: each of its 30 pairs, done or not, with its measured wall time."""
+    rows = []
+    for cfg in map_plan(runs_dir=runs_dir):
+        rec_file = pair_dir(cfg, runs_dir) / "record.json"
+        rec = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
+        rows.append({"regime": cfg.regime, "pair": cfg.label, "seed": cfg.seed,
+                     "done": bool(rec), "train_wall_time_s": rec.get("train_wall_time_s"),
+                     "cpu": rec.get("hardware", {}).get("cpu")})
+    return pd.DataFrame(rows)
+
+
+def _bench_seconds(runs_dir: Path) -> dict[str, float]:
+    """Seconds per 2,145-iteration float32 network on one core, from the stored conv bench
+    (two single-threaded processes side by side: ``conv_it_s`` is their sum)."""
+    out = {}
+    for name, kind in (("cpu-conv-amd-epyc.json", "AMD EPYC, AVX2 only (bench)"),
+                       ("cpu-conv-intel-xeon.json", "Intel Xeon, AMX (bench)")):
+        f = runs_dir / "bench" / name
+        if f.is_file():
+            rec = json.loads(f.read_text())
+            per_process = rec["conv_it_s"] / rec["side_by_side_processes"]
+            out[kind] = BUDGET_ITERATIONS / per_process
+    return out
+
+
+def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int = 20) -> pd.DataFrame:
+    """Core-hours of the remaining Figure 8 work on each CPU kind: network-equivalents (one
+    2,145-iteration float32 ResNet-18) times measured seconds per network. The stability
+    pairs' own seconds come from their records (under whatever load they ran)."""
+    root = resolve_runs_dir(runs_dir)
+    secs = _bench_seconds(root)
+    prog = map_progress(runs_dir)
+    done = prog[prog["done"]]
+    if not done.empty:
+        measured = (done["train_wall_time_s"] / 2).median()
+        secs[f"{done['cpu'].iloc[0]} (stability pairs, measured)"] = float(measured)
+    scale = fig8_epochs / 5
+    work = [("stability map: 30 pairs, 2 networks each", 60.0,
+             f"{int((~prog['done']).sum())} pairs still to run"),
+            ("plateau: 3 settings x 2 seeds x budgets of 5, 10, 20 and 30 epochs, augmented",
+             3 * 2 * (5 + 10 + 20 + 30) / 5, "picks the budget"),
+            (f"Figure 8 at {fig8_epochs} epochs: 4 settings x 3 trials x 7 networks "
+             f"(dense, 3 tickets, 3 re-inits; rewinding reuses lr 0.1's dense network)",
+             (4 * 3 * 7 - 3) * scale, "3 pruned levels, Pm 64/41/27%")]
+    rows = []
+    for what, nets, note in work:
+        row: dict[str, Any] = {"work": what, "network-equivalents": nets, "note": note}
+        for kind, s in secs.items():
+            row[f"core-hours: {kind}"] = nets * s / 3600
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# Fixed before any IMP result at the trained-out budget is read (chapter 7.7 states it):
+FAILURE_RULE = (
+    "IMP counts as failing at lr 0.1 at the trained-out budget when both hold: (1) at every "
+    "pruned level (Pm 64, 41, 27%) the 95% t-interval of the lr 0.1 ticket's advantage over "
+    "its re-init, over 3 trials, includes 0 or lies inside ±1.96 test-set sampling errors of "
+    "that gap; and (2) the advantage at lr 0.01 and with warmup each exceeds lr 0.1's, judged "
+    "as a paired contrast across settings by seed, with the interval above 0. If (1) holds and "
+    "(2) does not, the verdict is 'no winning tickets anywhere', not the paper's contrast.")
