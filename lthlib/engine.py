@@ -40,7 +40,7 @@ from torch import Tensor
 from .config import TrainConfig, check_choice
 from .data import TensorSplit, batch_indices
 from .dense_stack import DenseStack, layer_names, member_layer
-from .device import default_device as _resolve_device
+from .device import default_device
 from .eval_worker import EvalWorker
 from .schedule import eval_iterations, lr_factor
 from .sparse_train import SPARSE_TRAIN_DENSITY, SparseStack, is_sparse_layer
@@ -64,11 +64,6 @@ class MemberResult:
 def supports(arch: str) -> bool:
     """Whether the engine can train ``arch`` (fully-connected nets only)."""
     return str(arch).lower() in ENGINE_ARCHS
-
-
-def default_device(device: torch.device | str | None = None) -> torch.device:
-    """``device``, else env LTH_DEVICE, else CUDA when available, else CPU."""
-    return _resolve_device(device)
 
 
 def train_population(arch: str, inits: list[dict[str, Tensor]],

@@ -140,11 +140,13 @@ def test_bad_inputs_name_allowed_values(data):
 
 
 def test_default_device(monkeypatch):
+    from lthlib.device import default_device
+    assert engine.default_device is default_device  # one definition, re-used
     monkeypatch.setenv("LTH_DEVICE", "cpu")
-    assert engine.default_device() == torch.device("cpu")
+    assert default_device() == torch.device("cpu")
     monkeypatch.delenv("LTH_DEVICE")
     want = "cuda" if torch.cuda.is_available() else "cpu"
-    assert engine.default_device().type == want
+    assert default_device().type == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
