@@ -107,7 +107,7 @@ def handle(args: argparse.Namespace) -> int:
         result = precision_speeds(args.device, rounds=1 if args.quick else 2,
                                   seconds=5.0 if args.quick else 15.0)
     elif args.sparse_inference:
-        result = sparse_inference(args.quick, seconds=0.3 if args.quick else 1.0)
+        result = sparse_inference(args.quick, seconds=0.3 if args.quick else 2.0)
     elif args.imp_trial:
         result = imp_trial_vs_reference(args.imp_trial, threads=args.trial_threads)
     elif args.sparse_trial:
