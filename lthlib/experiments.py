@@ -187,10 +187,7 @@ def run(experiment: str, arch: str = "lenet", dataset: str = "mnist", profile: s
     (the keywords in :data:`RUN_OPTIONS`)."""
     options = {k: kwargs.pop(k) for k in RUN_OPTIONS if k in kwargs}
     cfg = make_experiment(experiment, arch, dataset, profile, trials, **kwargs)
-    with Claim(cfg, runs_dir, **options) as claim:
-        for job in claim:
-            PROCEDURES[claim.cfg.experiment](job)  # imp, oneshot or random_sparse
-    return claim.results()
+    return run_experiment(cfg, runs_dir, **options)
 
 
 def trial_configs(cfg: ExperimentConfig) -> list[ExperimentConfig]:
