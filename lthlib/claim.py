@@ -25,6 +25,7 @@ from .device import default_device
 from .job import Job
 from .lock import TrialLock
 from .reuse import seed_missing
+from .stage_identity import own_stages
 from .store import ExperimentResult, RunStore
 
 MAX_TRIALS = 10_000
@@ -89,9 +90,10 @@ def check_resume_settings(store: RunStore, trial: ExperimentConfig,
                           settings: dict[str, Any]) -> None:
     """Refuse to resume a trial whose stored stages ran with another sparse-path threshold:
     the paths differ by float rounding, so one trial must not mix them. (A different thread
-    count is recorded per stage instead, see :meth:`RunStore.finish`.)"""
+    count is recorded per stage instead, see :meth:`RunStore.finish`.) Only the trial's own
+    stages count: a stage file of another trial is discarded on resume, not obeyed."""
     want = settings.get("sparse_path_below_density")
-    for stage, got in store.stage_settings(trial).items():
+    for stage, got in store.stage_settings(trial, stages=own_stages(store, trial)).items():
         have = got.get("sparse_path_below_density", want)
         if have != want:
             path = store.trial_dir(trial)

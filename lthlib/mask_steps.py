@@ -20,6 +20,7 @@ from .members import Masks, State, masked_network, network
 from .models import prunable_layers
 from .prune import get_masks, prune_network
 from .record_files import CorruptRecordError, read_json
+from .reuse import foreign_reason
 
 
 def imp_next_mask(cfg: ExperimentConfig, final_state: State, mask: Masks | None) -> Masks:
@@ -118,6 +119,9 @@ def _checked_mask(cfg: ExperimentConfig, path: Path, before: Masks | None,
         layout = mask_layout(doc)  # checked before a single bit is allocated
     except (CorruptRecordError, ValueError) as err:
         raise ValueError(f"stored mask {path} is damaged ({err}); {fix}") from None
+    problem = foreign_reason(path.parent.parent, doc, path)
+    if problem:
+        raise ValueError(f"stored mask {path} is not this trial's: {problem}; {fix}")
     if dict(layout) != shapes or len(layout) != len(shapes):
         raise ValueError(f"stored mask {path} does not cover this network's prunable layers "
                          f"({', '.join(sorted(reference))}); {fix}")

@@ -113,9 +113,11 @@ def mask_path(trial_dir: Path, stage: str) -> Path:
 
 
 def save_masks(trial_dir: Path, stage: str, masks: Mapping[str, torch.Tensor]) -> Path:
-    """Write one stage's masks atomically (rewriting equal content is harmless)."""
+    """Write one stage's masks atomically (rewriting equal content is harmless), naming the
+    trial they belong to (its folder: seed and run id), which a resume checks."""
     path = mask_path(trial_dir, stage)
-    atomic_write_text(path, json.dumps(pack_masks(masks)) + "\n")
+    doc = {**pack_masks(masks), "trial": Path(trial_dir).name}
+    atomic_write_text(path, json.dumps(doc) + "\n")
     return path
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import ExperimentConfig
-from .record_files import CorruptRecordError, read_bytes, read_json
+from .record_files import CorruptRecordError, read_bytes, read_json, read_text, sha256_text
 from .store import RunStore, TrialRecord
 
 REUSE_FILE = "reused_from.json"
@@ -126,3 +126,23 @@ def reuse_note(store: RunStore, cfg: ExperimentConfig) -> dict[str, Any] | None:
     """What the record says in ``reused_from`` (the note without its list of hashes)."""
     note = read_note(store.trial_dir(cfg))
     return {k: v for k, v in note.items() if k != "sha256"} if note else None
+
+
+def foreign_reason(trial_dir: Path, doc: Any, path: Path) -> str | None:
+    """Why the stored document ``doc`` (a mask or θk read from ``path``) is not this trial's,
+    None when it is: it names this trial's folder (seed and run id) or that of the verified
+    trial this one extends, or it names none and was copied unchanged from that trial."""
+    trial_dir = Path(trial_dir)
+    note = read_note(trial_dir) or {}
+    seed = trial_dir.name.split("-")[0]
+    owners = {trial_dir.name} | ({f"{seed}-{note['run_id']}"}
+                                 if isinstance(note.get("run_id"), str) else set())
+    named = doc.get("trial") if isinstance(doc, dict) else None
+    if named in owners:
+        return None
+    vouched = note.get("sha256") if isinstance(note.get("sha256"), dict) else {}
+    if named is None and vouched.get(f"stages/{path.name}") == sha256_text(read_text(path)):
+        return None
+    if named is None:
+        return "it names no trial (written by an older lthlib, or copied from elsewhere)"
+    return f"it belongs to trial {named!r}, not {trial_dir.name!r}"

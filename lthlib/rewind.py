@@ -22,8 +22,8 @@ import torch
 
 from .atomic import atomic_write_text
 from .masks import theta0_digest
-from .record_files import CorruptRecordError, read_json, read_text, sha256_text
-from .reuse import read_note
+from .record_files import CorruptRecordError, read_json
+from .reuse import foreign_reason
 
 STATE_FORMAT = "lthlib-state-base64/1"
 State = dict[str, torch.Tensor]
@@ -78,23 +78,6 @@ def rewind_state_seconds(trial_dir: Path, iteration: int) -> float | None:
         return None
 
 
-def _belongs(trial_dir: Path, doc: Mapping[str, Any], path: Path) -> str | None:
-    """Why the θk in ``doc`` is not this trial's (None when it is): it names this trial, or
-    the verified trial this one extends, or was copied unchanged from that trial."""
-    trial_dir = Path(trial_dir)
-    note = read_note(trial_dir) or {}
-    seed = trial_dir.name.split("-")[0]
-    owners = {trial_dir.name} | ({f"{seed}-{note['run_id']}"}
-                                 if isinstance(note.get("run_id"), str) else set())
-    if doc.get("trial") in owners:
-        return None
-    vouched = note.get("sha256") if isinstance(note.get("sha256"), dict) else {}
-    if "trial" not in doc and vouched.get(f"stages/{path.name}") == sha256_text(
-            read_text(path)):
-        return None
-    return f"it belongs to trial {doc.get('trial')!r}, not {trial_dir.name!r}"
-
-
 def load_rewind_state(trial_dir: Path, iteration: int) -> State | None:
     """θk if a readable, self-consistent copy of this trial's is stored, else None (then it
     is retrained; a stored file that is refused is named in a warning)."""
@@ -103,7 +86,7 @@ def load_rewind_state(trial_dir: Path, iteration: int) -> State | None:
         doc = read_json(path)
         if not isinstance(doc, dict) or doc.get("iteration") != iteration:
             raise ValueError(f"it holds no θ of iteration {iteration}")
-        problem = _belongs(trial_dir, doc, path)
+        problem = foreign_reason(trial_dir, doc, path)
         if problem:
             raise ValueError(problem)
         return unpack_state(doc)

@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_save
+from .config import ExperimentConfig
 from .masks import mask_digest, theta0_digest
 from .members import Member, State, member_key
-from .record_files import MAX_JSON_BYTES, CorruptRecordError, read_bytes, read_json, sha256_text
+from .record_files import (MAX_JSON_BYTES, CorruptRecordError, read_bytes, read_json, read_text,
+                           sha256_text)
 from .reuse import read_note
 from .store import MEMBER_KEYS, RunStore
 
@@ -59,6 +61,27 @@ def _reused_hashes(trial_dir: Path) -> dict[str, str]:
     return hashes if isinstance(hashes, dict) else {}
 
 
+def own_stages(store: RunStore, trial: ExperimentConfig) -> list[str]:
+    """The stored stages whose ``.json`` names this trial (or that were copied unchanged
+    from the trial it extends): only their settings decide whether a resume may go on."""
+    trial_dir = store.trial_dir(trial)
+    trusted, vouched = trusted_run_ids(trial_dir, trial.run_id()), _reused_hashes(trial_dir)
+    out = []
+    for name, info in store.stage_info(trial).items():
+        found = info.get("identity")
+        if isinstance(found, dict):
+            if found.get("run_id") in trusted and found.get("seed") == trial.seed:
+                out.append(name)
+            continue
+        try:
+            text = read_text(trial_dir / "stages" / f"{name}.json")
+        except (OSError, CorruptRecordError):
+            continue
+        if vouched.get(f"stages/{name}.json") == sha256_text(text):
+            out.append(name)
+    return out
+
+
 def identity_problem(found: Any, want: dict[str, Any], trusted: set[str],
                      keys: Iterable[str]) -> str | None:
     """Why ``found`` (a stored identity) is not ``want``'s for the networks ``keys``
@@ -82,7 +105,7 @@ def identity_problem(found: Any, want: dict[str, Any], trusted: set[str],
     return None
 
 
-def load_stage(store: RunStore, trial: Any, stage: str, members: list[Member]
+def load_stage(store: RunStore, trial: ExperimentConfig, stage: str, members: list[Member]
                ) -> tuple[pd.DataFrame | None, str | None]:
     """``(rows, None)`` for a stage file this trial may resume from (only rows of its own
     networks), ``(None, None)`` when none is stored, ``(None, reason)`` when one is stored

@@ -62,8 +62,10 @@ class StageFiles:
         atomic_write_text(path, text)
         atomic_write_text(path.with_suffix(".sha256"), sha256_text(text) + "\n")
 
-    def _stage_json(self, cfg: ExperimentConfig, stages: Sequence[str] | None = None
-                    ) -> dict[str, dict[str, Any]]:
+    def stage_info(self, cfg: ExperimentConfig, stages: Sequence[str] | None = None
+                   ) -> dict[str, dict[str, Any]]:
+        """``{stage: its .json}`` for ``stages`` (default: every stored stage); an
+        unreadable one reads as empty."""
         folder = self.trial_dir(cfg) / "stages"
         if stages is None:
             stages = sorted(p.stem for p in folder.glob("*.csv")) if not folder.is_symlink() \
@@ -82,7 +84,7 @@ class StageFiles:
         """Training seconds of each stored stage of a trial (None where it was not timed);
         ``stages`` names the ones to read (default: every stored stage)."""
         out: dict[str, float | None] = {}
-        for name, info in self._stage_json(cfg, stages).items():
+        for name, info in self.stage_info(cfg, stages).items():
             try:
                 out[name] = float(info["wall_time_s"])
             except (KeyError, TypeError, ValueError, OverflowError):
@@ -94,7 +96,7 @@ class StageFiles:
         """``{stage: {setting: value}}`` for the stored stages that recorded their settings
         (stages written before settings were recorded are left out)."""
         return {name: {k: info[k] for k in keys if k in info}
-                for name, info in self._stage_json(cfg, stages).items()
+                for name, info in self.stage_info(cfg, stages).items()
                 if any(k in info for k in keys)}
 
     def verified_stage_text(self, cfg: ExperimentConfig, stage: str) -> str:

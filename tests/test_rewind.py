@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lthlib import experiments
-from lthlib.config import experiment_from_dict, make_experiment
+from lthlib.config import EXPERIMENTS, experiment_from_dict, make_experiment
 from lthlib.experiments import run_experiment
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
@@ -17,7 +17,7 @@ _REAL_TRAIN_MEMBERS = experiments.train_members
 
 
 def test_committed_trials_resolve_to_their_folders() -> None:
-    configs = sorted(RUNS.glob("*/*/seed*-*/config.json"))
+    configs = sorted(p for e in EXPERIMENTS for p in RUNS.glob(f"{e}/*/seed*-*/config.json"))
     assert configs, "no committed trials found"
     for path in configs:
         cfg = experiment_from_dict(json.loads(path.read_text()))

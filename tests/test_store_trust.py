@@ -115,6 +115,9 @@ def test_stage_files_of_another_seed_are_refused(store, finished):
     partial(mine, keep=("ticket-L00", "ticket-L01", "ticket-L02"))
     for suffix in (".csv", ".sha256", ".json"):
         shutil.copyfile(other / "stages" / f"reinit{suffix}", mine / "stages" / f"reinit{suffix}")
+    info = json.loads((mine / "stages" / "reinit.json").read_text())
+    info["sparse_path_below_density"] = 0.5  # another trial's settings are not obeyed either
+    (mine / "stages" / "reinit.json").write_text(json.dumps(info))
     with pytest.warns(UserWarning, match=r"reinit\.csv: it belongs to run id"):
         res = lth.run("imp", "lenet", "mnist", runs_dir=store, **SMOKE)
     assert same_numbers(res.trials[0].path, trial(finished, 0))
@@ -127,6 +130,17 @@ def test_checkpoint_of_another_seed_is_refused(store, finished):
     with pytest.warns(UserWarning, match=r"ticket-L00\.pt: it belongs to run id"):
         res = lth.run("imp", "lenet", "mnist", runs_dir=store, **SMOKE)
     assert same_numbers(res.trials[0].path, trial(finished, 0))
+
+
+def test_mask_of_another_seed_is_refused(store):
+    """Layer-wise pruning keeps equal counts in every seed: only the mask's identity tells."""
+    mine, other = trial(store, 0), trial(store, 1)
+    partial(mine)
+    shutil.copyfile(other / "stages" / "ticket-L02.mask.json",
+                    mine / "stages" / "ticket-L02.mask.json")
+    with pytest.raises(ValueError, match=r"ticket-L02\.mask\.json is not this trial's: it "
+                                         r"belongs to trial 'seed1-"):
+        lth.run("imp", "lenet", "mnist", runs_dir=store, **SMOKE)
 
 
 def test_forged_summary_with_its_hash_fixed_is_caught(store):
