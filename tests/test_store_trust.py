@@ -23,7 +23,7 @@ import torch
 import lthlib as lth
 from lthlib.cli import main
 from lthlib.config import make_experiment
-from lthlib.experiments import run_experiment, trial_configs
+from lthlib.experiments import trial_configs
 from lthlib.lock import TrialLock
 from lthlib.store import RunStore
 from lthlib.store_transfer import import_trials
