@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 
-from lthlib.report import plots  # noqa: E402
+from lthlib.report import figure8_plot, plots  # noqa: E402
 from test_claims import fig8_rows, metrics_rows, oneshot_rows, summary_rows  # noqa: E402
 
 
@@ -31,6 +31,16 @@ def assert_pm_axis(ax):
     lo, hi = ax.get_xlim()
     assert ax.get_xscale() == "log" and lo > hi  # decreasing: 100 on the left
     assert lo >= 100 and hi <= 1.9
+
+
+def visible(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def columns(fig) -> int:
+    """Panels side by side in the figure's first row."""
+    tops = [round(ax.get_position().y1, 3) for ax in visible(fig)]
+    return tops.count(max(tops))
 
 
 def bars(ax) -> list[ErrorbarContainer]:
@@ -77,8 +87,8 @@ def test_pm_ticks_use_paper_labels_then_spread():
 def test_figure_4a_four_methods_three_panels(imp):
     one = oneshot_rows()
     fig = plots.figure_4a({"iterative": imp, "oneshot": one})
-    axes = fig.axes
-    assert len(axes) == 3
+    axes = visible(fig)
+    assert len(axes) == 3 and columns(fig) == 2  # at most two panels per row
     for ax in axes:
         assert_pm_axis(ax)
         assert len(bars(ax)) == 4
@@ -90,9 +100,9 @@ def test_figure_4a_four_methods_three_panels(imp):
 
 def test_figure_4a_missing_method_and_variant(imp):
     fig = plots.figure_4a({"imp": imp[imp.variant == "ticket"], "oneshot": None})
-    assert [len(bars(ax)) for ax in fig.axes] == [1, 1, 1]
+    assert [len(bars(ax)) for ax in visible(fig)] == [1, 1, 1]
     fig = plots.figure_4a({})
-    assert len(fig.axes) == 3 and not fig.legends
+    assert len(visible(fig)) == 3 and not fig.legends
 
 
 def test_figure_4b_and_4c(imp):
@@ -101,6 +111,9 @@ def test_figure_4b_and_4c(imp):
     fig = plots.figure_4c(oneshot_rows())
     ax = fig.axes[0]
     assert ax.get_xscale() == "linear" and ax.get_xlim()[0] > ax.get_xlim()[1]
+    ticks = sorted(ax.get_xticks())  # no two labels crowd together on the linear axis
+    span = abs(ax.get_xlim()[0] - ax.get_xlim()[1])
+    assert all(b - a >= 0.07 * span for a, b in zip(ticks, ticks[1:]))
 
 
 def test_figure_1(imp):
@@ -115,7 +128,7 @@ def test_figure_1(imp):
         assert rand.lines[0].get_xdata()[0] == pytest.approx(100)  # from the dense net
     fig = plots.figure_1(oneshot_rows(), imp, title="t")
     assert all(len(bars(ax)) == 3 for ax in fig.axes)
-    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # outside the panels
     assert labels[:2] == ["one-shot ticket", "iterative ticket"]
 
 
@@ -125,6 +138,10 @@ def test_figure_3(imp):
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 6 and len(ax.collections) == 6  # curves and min/max bands
     assert ax.get_legend().get_texts()[1].get_text() == "Pm = 51.3%"
+    colours = [line.get_color() for line in ax.get_lines()]
+    assert len(set(colours)) == len(colours)  # every size its own colour
+    styles = [line.get_linestyle() for line in ax.get_lines()[1:]]
+    assert len(set(styles)) >= min(4, len(styles))  # and its own dash pattern
     lo, hi = ax.get_ylim()  # zoomed on the late curves: all inside, no empty band on top
     late = [y for line in ax.get_lines() for x, y in zip(*line.get_data())
             if x >= 0.1 * max(line.get_xdata())]
@@ -138,17 +155,24 @@ def test_figure_3(imp):
 def test_accuracy_at_and_figure_8():
     m = {s: metrics_rows(fig8_rows(gain), step=1000, last=30_000)
          for s, gain in (("lr0.1", 0.0), ("lr0.01", 0.02), ("lr0.03-warmup", 0.02))}
-    assert plots.default_iterations(m["lr0.1"]) == [10_000, 20_000, 30_000]
-    at = plots.accuracy_at(m["lr0.1"], [9_700, 30_000])
+    assert figure8_plot.default_iterations(m["lr0.1"]) == [10_000, 20_000, 30_000]
+    at = figure8_plot.accuracy_at(m["lr0.1"], [9_700, 30_000])
     assert sorted(at["iteration"].unique()) == [10_000, 30_000]
-    fig = plots.figure_8(m)
-    assert len(fig.axes) == 3
-    for ax in fig.axes:
+    fig = figure8_plot.figure_8({**m, "late": m["lr0.1"]})
+    axes = visible(fig)
+    assert len(axes) == 4 and columns(fig) == 2  # a 2x2 grid
+    assert len({ax.get_ylim() for ax in axes}) == 1  # one shared y axis
+    for ax in axes:
         assert ax.get_xscale() == "log" and ax.get_xlim()[0] > ax.get_xlim()[1]
         assert len(bars(ax)) == 6  # ticket and reinit at three iterations
-    assert fig.axes[2].get_title() == "lr 0.03, warmup"
-    fig = plots.figure_8({"lr0.1": m["lr0.1"], "lr0.01": None}, iterations=[30_000])
-    assert [len(bars(ax)) for ax in fig.axes] == [2, 0]
+        assert ax.get_legend() is None  # the legend is outside the data
+    assert axes[2].get_title() == "lr 0.03, warmup"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["ticket, 33% of the budget (10K it.)",
+                          "reinit, 33% of the budget (10K it.)"]
+    assert labels[-1] == "reinit, end of training (30K it.)"
+    fig = figure8_plot.figure_8({"lr0.1": m["lr0.1"], "lr0.01": None}, iterations=[30_000])
+    assert [len(bars(ax)) for ax in visible(fig)] == [2, 0]
 
 
 def test_layer_heatmap_and_pruned_layer_figure():

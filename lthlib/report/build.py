@@ -21,11 +21,13 @@ import papermill as pm
 
 from ..config import PROFILES
 from ..paths import repo_root
+from .chapter_params import declared_parameters
 from .chapters import get_chapter
+from .browser import screenshot_site
 from .site import check_site, screenshot, toc_chapters
 
 KERNEL = "python3"
-CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+CHECK_TAG = "nbval-check-output"  # nbval compares these cells' outputs (--nbval-lax)
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
@@ -85,7 +87,7 @@ def clean_notebook(path: str | Path) -> Path:
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-        if cell.cell_type == "code" and CHECK_MARKER not in cell.source:
+        if cell.cell_type == "code" and CHECK_TAG not in cell.metadata.get("tags", []):
             cell.outputs = [o for o in cell.outputs if not _is_stderr(o)]
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
@@ -104,7 +106,10 @@ def build(parameters: dict[str, Any] | None = None, chapters: list[str] | None =
         order = [p for p in order if p.stem in wanted]
     for i, path in enumerate(order, 1):
         print(f"[{i}/{len(order)}] executing {path.relative_to(root)}", flush=True)
-        execute_chapter(path, parameters=parameters)
+        # each chapter gets the book-wide parameters it declares (08 has no `executor`)
+        declared = declared_parameters(path.stem, path.parent)
+        execute_chapter(path, parameters={k: v for k, v in (parameters or {}).items()
+                                          if k in declared})
     return build_html(root=root) if html else None
 
 
@@ -153,7 +158,16 @@ def _handle(args: argparse.Namespace) -> int:
             print("\n".join(problems) if problems else f"site OK: {path}")
             return 1 if problems else 0
         elif args.book_command == "screenshot":
-            print(screenshot(args.target, args.png, height=args.height))
+            if args.target is None:  # every page at both widths, for review
+                root = repo_root()
+                shots = screenshot_site(root / "_build" / "html",
+                                        root / "_build" / "screenshots", height=args.height)
+                print(f"{len(shots)} screenshots in {root / '_build' / 'screenshots'}")
+            elif args.png is None:
+                raise ValueError(f"screenshot {args.target!r} needs a PNG path; allowed: "
+                                 f"`book screenshot` (every page) or `book screenshot PAGE PNG`")
+            else:
+                print(screenshot(args.target, args.png, height=args.height))
     except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -184,7 +198,9 @@ def register(sub: Any) -> None:
     h.add_argument("--output", default=None, help="folder for _build (default: the repo)")
     c = bsub.add_parser("check", help="check a built site: pages, links, images")
     c.add_argument("path", nargs="?", default=None, help="default: <repo>/_build/html")
-    s = bsub.add_parser("screenshot", help="PNG of a page via headless Chromium")
-    s.add_argument("target")
-    s.add_argument("png")
+    s = bsub.add_parser("screenshot", help="PNG of a page via headless Chromium; without "
+                                          "arguments every page at 1280 and 420 px into "
+                                          "_build/screenshots/")
+    s.add_argument("target", nargs="?", default=None, help="a page (file or URL)")
+    s.add_argument("png", nargs="?", default=None)
     s.add_argument("--height", type=int, default=2000)

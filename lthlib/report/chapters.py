@@ -82,6 +82,8 @@ CHAPTERS: tuple[Chapter, ...] = (
     # beyond the assignment: reads IMP trials that stored their masks (lthlib.tickets)
     Chapter("08_examining_tickets", "Beyond the assignment: examining the tickets", "beyond",
             datasets=("mnist", "fashionmnist")),
+    Chapter("beyond_own_network", "A ticket in your own network", "beyond"),
+    Chapter("appendix_statistics", "Appendix: how verdicts are computed", "appendix"),
     Chapter("appendix_fashion_mlp", "Appendix: a FashionMNIST MLP", "appendix",
             (Need("imp", "mlp"),), arch="mlp", datasets=("fashionmnist",)),
 )

@@ -23,6 +23,8 @@ from .replicates import replicated_controls
 from .text import (DATASET_NAMES, PAPER_RANDOM_TRIALS, PAPER_REINITS, PAPER_TRIALS,
                    describe_record_hardware, deviations_markdown, format_wall_time, pct)
 
+PAPER_ARCHS = ("lenet", "conv2", "conv4", "conv6", "resnet18", "vgg19")  # the paper's networks
+
 
 @dataclass
 class Context:
@@ -84,8 +86,11 @@ class Context:
     def describe(self) -> str:
         """One Markdown paragraph: dataset, profile, trials, hardware and training time."""
         p = get_profile(self.profile)
+        about = p.description
+        if self.chapter.arch not in PAPER_ARCHS and self.profile == "paper":
+            about = "the full budget of its reference settings; the paper has no such network"
         text = (f"**Results shown:** dataset **{DATASET_NAMES[self.dataset]}**, profile "
-                f"**{self.profile}** ({p.description}), **{self.trials_text()}** trial(s) "
+                f"**{self.profile}** ({about}), **{self.trials_text()}** trial(s) "
                 f"per point "
                 f"(the paper: {PAPER_TRIALS}). Trained on {self.hardware()}, "
                 f"{self.wall_time_text()} of training in total.")

@@ -121,3 +121,23 @@ def pruning_without_retraining_text(accuracy: pd.DataFrame, iterations: int) -> 
             f"{pct(accuracy.index[-1], 0)} both are at {pct(l1.iloc[-1], 1)} and "
             f"{pct(rand.iloc[-1], 1)}: without retraining, very sparse networks lose what "
             f"they learned.")
+
+
+def late_stop_text(summary: pd.DataFrame, name: str, share: float = 0.9) -> str:
+    """What early stops near the end of the budget mean: a sentence counting the networks
+    whose validation loss was still falling when training stopped."""
+    if summary.empty:
+        return ""
+    budget = float(summary["final_iteration"].max())
+    late = summary["early_stop_iteration"] >= share * budget
+    first, last = summary["early_stop_iteration"].min(), summary["early_stop_iteration"].max()
+    if not late.any():
+        return (f"Every {name} network reached its lowest validation loss before "
+                f"{100 * share:.0f}% of its {budget:,.0f}-iteration budget.")
+    return (f"**Early stops at the end of the budget.** {int(late.sum())} of the "
+            f"{len(summary)} {name} networks reached their lowest validation loss in the last "
+            f"{100 * (1 - share):.0f}% of the {budget:,.0f}-iteration budget (early stops "
+            f"from {first:,.0f} to {last:,.0f}). Their validation loss was still falling when "
+            f"training stopped, so the early-stop iteration here measures the budget more than "
+            f"the speed of learning: a faster ticket cannot show as an earlier stop, and "
+            f"differences in accuracy say more than differences in early-stop iteration.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,28 @@ from .text import format_duration, format_wall_time, pct
 from .verdicts import sampling_se
 
 
-def late_rewind_label(iteration: int) -> str:
-    """Panel and table name of the late-rewinding setting."""
-    return f"lr0.1, rewind to it. {iteration} (beyond the paper)"
+def late_rewind_label(iteration: int, schedule: str = "from-k") -> str:
+    """Panel and table name of the late-rewinding setting ("restart": the survivors train
+    the whole budget again from θ_k, as the trials stored before "from-k" did)."""
+    how = ", schedule restarted" if schedule == "restart" else ""
+    return f"lr0.1, rewind to it. {iteration}{how} (beyond the paper)"
 
 
 def late_rewind_config(ctx: Context, iteration: int) -> ExperimentConfig | None:
     """The config of IMP at lr 0.1 with survivors reset to θ_k (k = ``iteration``) at the
-    chapter's profile, trials and rounds; None when ``iteration`` is 0 (no such panel)."""
+    chapter's profile, trials and rounds; None when ``iteration`` is 0 (no such panel).
+    Where the store holds no trial that resumes the schedule at k ("from-k") but holds
+    trials that restarted it, those are shown rather than trained again."""
     if not iteration:
         return None
     need = Need("global-imp", "resnet18", "lr0.1", iteration)
-    return need.config(ctx.dataset, ctx.profile, ctx.trials, ctx.rounds)
+    cfg = need.config(ctx.dataset, ctx.profile, ctx.trials, ctx.rounds)
+    store = RunStore(ctx.runs_dir)
+    if not store.results(cfg).trials:
+        restarted = replace(cfg, rewind_schedule="restart")
+        if store.results(restarted).trials:
+            return restarted
+    return cfg
 
 
 def still_missing(ctx: Context, late: ExperimentConfig | None) -> list[ExperimentConfig]:
@@ -52,7 +63,8 @@ def settings(ctx: Context, late: ExperimentConfig | None) -> dict[str, Experimen
     """Setting name -> its finished trials (possibly none), the paper's three first."""
     out = {s: ctx[f"global-imp/{s}"] for s in RESNET_LR_SETTINGS}
     if late is not None:
-        out[late_rewind_label(late.rewind_iteration)] = RunStore(ctx.runs_dir).results(late)
+        out[late_rewind_label(late.rewind_iteration, late.rewind_schedule)] = \
+            RunStore(ctx.runs_dir).results(late)
     return out
 
 

@@ -43,6 +43,12 @@ COLORS = {  # one colour per method/variant, in every chapter
 }
 LINESTYLES = {"ticket": "-", "reinit": "--", "random": "--"}
 MARKERS = {"ticket": "o", "reinit": "s", "random": "^"}
+LINEAR_TICK_GAP = 0.08  # least distance of two ticks on a linear Pm axis, share of its range
+# Figure 3's sizes: colours that stay apart (Dark2) and a line style each, so that curves
+# can be told apart in print and by readers with a colour-vision deficiency
+SIZE_COLOURS = ("#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#1b9e77", "#a6761d")
+SIZE_STYLES = ("-", "--", "-.", ":")
+MAX_PANELS_PER_ROW = 2  # legible at the book's content width
 METRIC_LABELS = {
     "early_stop_iteration": "early-stop iteration",
     "early_stop_test_acc": "test accuracy at early stop (%)",
@@ -150,6 +156,12 @@ def format_pm_axis(ax: Axes, pms: Sequence[float], log: bool = True,
         pad = 0.04 * (hi - lo or 1.0)
         ax.set_xlim(hi + pad, lo - pad)
     ticks = pm_ticks(pms, preferred)
+    if not log:  # on a linear axis the small levels crowd together: keep ticks apart
+        kept: list[float] = []
+        for t in ticks:
+            if all(abs(t - k) >= LINEAR_TICK_GAP * (hi - lo or 1.0) for k in kept):
+                kept.append(t)
+        ticks = kept
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([format_pm(t) for t in ticks])
@@ -196,13 +208,17 @@ def plot_vs_pm(ax: Axes, summary: Any, metric: str, variants: Sequence[str] | No
 
 def figure_vs_pm(results: Mapping[str, Any], metrics: Sequence[str],
                  variants: Sequence[str] | None = None, log: bool = True,
-                 title: str | None = None, panel_width: float = 4.3) -> Figure:
-    """One panel per metric; one curve per (method, variant). ``results`` maps a method
-    ("iterative"/"imp", "oneshot", "random") to its summary; missing methods are skipped."""
+                 title: str | None = None, panel_width: float = 4.6) -> Figure:
+    """One panel per metric, at most two per row; one curve per (method, variant).
+    ``results`` maps a method ("iterative"/"imp", "oneshot", "random") to its summary;
+    missing methods are skipped. The legend sits below the panels, outside the data."""
+    cols = min(len(metrics), MAX_PANELS_PER_ROW)
+    rows = -(-len(metrics) // cols)
     with style():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(panel_width * len(metrics), 3.6),
-                                 squeeze=False)
-        for ax, metric in zip(axes[0], metrics):
+        fig, axes = plt.subplots(rows, cols, figsize=(panel_width * cols, 3.4 * rows + 0.9),
+                                 squeeze=False, layout="constrained")
+        flat = list(axes.flat)
+        for ax, metric in zip(flat, metrics):
             for name, res in results.items():
                 if res is None:
                     continue
@@ -210,13 +226,14 @@ def figure_vs_pm(results: Mapping[str, Any], metrics: Sequence[str],
                 plot_vs_pm(ax, res, metric, variants, f"{METHOD_LABELS[method]} ", method=method,
                            log=log)
             ax.set_title(METRIC_LABELS.get(metric, metric).split(" (")[0].capitalize())
-        handles, labels = axes[0][0].get_legend_handles_labels()
+        for ax in flat[len(metrics):]:
+            ax.set_visible(False)
+        handles, labels = flat[0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5),
-                       bbox_to_anchor=(0.5, -0.02))
+            fig.legend(handles, labels, loc="outside lower center",
+                       ncol=min(len(labels), 4))
         if title:
             fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
     return fig
 
 
@@ -244,17 +261,17 @@ def figure_1(oneshot: Any, imp: Any = None, title: str | None = None) -> Figure:
     iterative tickets (when ``imp`` is given, for comparison) and the one-shot run's randomly
     sampled sparse networks (dashed)."""
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.7))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
         for ax, metric in zip(axes, ("early_stop_iteration", "early_stop_test_acc")):
             plot_vs_pm(ax, oneshot, metric, ["ticket"], "one-shot ", method="oneshot")
             if imp is not None:
                 plot_vs_pm(ax, imp, metric, ["ticket"], "iterative ")
             plot_vs_pm(ax, oneshot, metric, ["random"], method="random")
             ax.set_title(METRIC_LABELS[metric].split(" (")[0].capitalize())
-        axes[1].legend()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4))
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
     return fig
 
 
@@ -278,11 +295,11 @@ def figure_3(metrics: Any, pms: Sequence[float] = FIGURE3_PM,
     panels = [list(g) for g in groups] if groups else [list(pms)]
     every = sorted({round(p, 6) for p in [*pms, *(p for g in panels for p in g)] if p < 1.0},
                    reverse=True)
-    palette = sns.color_palette("viridis", n_colors=max(len(every), 2))
-    colour = {p: palette[i] for i, p in enumerate(every)}
+    colour = {p: SIZE_COLOURS[i % len(SIZE_COLOURS)] for i, p in enumerate(every)}
+    dash = {p: SIZE_STYLES[i % len(SIZE_STYLES)] for i, p in enumerate(every)}
     with style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 3.8),
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.0),
+                                 squeeze=False, layout="constrained")
         for ax, group in zip(axes[0], panels):
             lows, highs, seen = [], [], set()
             for p in group:
@@ -292,7 +309,8 @@ def figure_3(metrics: Any, pms: Sequence[float] = FIGURE3_PM,
                 seen.add(lvl)
                 c = _curves(rows, lvl, variant, column) * 100
                 col = "black" if p >= 1.0 else colour[round(p, 6)]
-                ax.plot(c.index, c["mean"], color=col, lw=1.4,
+                ls = "-" if p >= 1.0 else dash[round(p, 6)]
+                ax.plot(c.index, c["mean"], color=col, lw=1.6, linestyle=ls,
                         label=f"Pm = {format_pm(100 * levels[lvl])}%")
                 ax.fill_between(c.index, c["min"], c["max"], color=col, alpha=0.15, lw=0)
                 late = c.index >= 0.1 * c.index.max()
@@ -302,83 +320,13 @@ def figure_3(metrics: Any, pms: Sequence[float] = FIGURE3_PM,
                 ax.set_ylim(*ylim)
             elif lows:
                 ax.set_ylim(max(0.0, min(lows) - 0.5), min(100.5, max(highs) + 0.3))
-            if lows:
-                ax.legend()
+            if lows:  # below the panel, outside the curves
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
+                          fontsize="small")
             ax.set_xlabel("training iteration")
             ax.set_ylabel(METRIC_LABELS.get(column, column))
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
-    return fig
-
-
-def accuracy_at(metrics: Any, iterations: Sequence[int], column: str = "test_acc"
-                ) -> pd.DataFrame:
-    """``column`` of every network at the evaluated iterations nearest ``iterations``
-    (one row per network and iteration; ``iteration`` holds the evaluated one)."""
-    m = _metrics(metrics)
-    evaluated = np.sort(m["iteration"].unique())
-    picked = list(dict.fromkeys(int(evaluated[np.abs(evaluated - it).argmin()])
-                                for it in iterations))
-    keys = [k for k in ("variant", "level", "replicate", "seed", "pm", "iteration") if k in m]
-    return m.loc[m["iteration"].isin(picked), keys + [column]].reset_index(drop=True)
-
-
-def default_iterations(metrics: Any, fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0)
-                       ) -> list[int]:
-    """The profile's equivalents of Figure 8's 10K/20K/30K: fractions of the final iteration."""
-    last = int(_metrics(metrics)["iteration"].max())
-    return [round(f * last) for f in fractions]
-
-
-def _iter_label(it: int) -> str:
-    """10K for the paper's round thousands, else the count itself (1,287)."""
-    return f"{it // 1000}K" if it >= 1000 and it % 1000 == 0 else f"{it:,}"
-
-
-LR_TITLES = {"lr0.1": "lr 0.1", "lr0.01": "lr 0.01", "lr0.03-warmup": "lr 0.03, warmup"}
-
-
-def figure_8(results: Mapping[str, Any], iterations: Sequence[int] | None = None,
-             column: str = "test_acc", title: str | None = None) -> Figure:
-    """Figure 8: test accuracy at fixed iterations vs Pm, ticket (solid) vs reinit (dashed),
-    one panel per learning-rate setting. ``results`` maps the lr setting to its long metrics
-    (or ExperimentResult); ``iterations`` default to thirds of the training budget."""
-    with style():
-        fig, axes = plt.subplots(1, max(len(results), 1), figsize=(4.6 * max(len(results), 1),
-                                                                  3.8), squeeze=False)
-        for ax, (setting, res) in zip(axes[0], results.items()):
-            ax.set_title(LR_TITLES.get(setting, setting))
-            if res is None:
-                ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center",
-                        transform=ax.transAxes, color="0.4")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            m = _metrics(res)
-            its = iterations if iterations is not None else default_iterations(m)
-            at = accuracy_at(m, its, column)
-            picked = sorted(at["iteration"].unique())
-            palette = sns.color_palette("mako_r", n_colors=len(picked) + 1)[1:]
-            for colour, it in zip(palette, picked):
-                part = at[at["iteration"] == it]
-                for variant in ("ticket", "reinit"):
-                    if not (part["variant"] == variant).any():
-                        continue
-                    rows = _with_dense(part, variant)
-                    agg = aggregate(rows, column)
-                    x, y = 100 * agg["pm"], 100 * agg["mean"]
-                    ax.errorbar(x, y, yerr=[y - 100 * agg["min"], 100 * agg["max"] - y],
-                                color=colour, linestyle=LINESTYLES[variant],
-                                marker=MARKERS[variant], capsize=2, elinewidth=0.8,
-                                label=f"{variant} @ {_iter_label(int(it))}")
-            format_pm_axis(ax, list(100 * m["pm"].unique()), preferred=RESNET_TICKS)
-            ax.set_ylabel(METRIC_LABELS.get(column, column))
-            if ax.containers and not any(a.get_legend() for a in axes[0]):
-                ax.legend(fontsize="small")
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
     return fig
 
 

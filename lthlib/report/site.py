@@ -15,13 +15,20 @@ import yaml
 from ..paths import repo_root
 
 
-def toc_chapters(root: Path | None = None) -> list[str]:
-    """Document paths of the table of contents (``book/intro``, ...), in reading order."""
+def toc_pages(root: Path | None = None) -> list[str]:
+    """Document paths of the table of contents (``book/intro``, ..., ``book/glossary``),
+    notebooks and Markdown pages, in reading order."""
     toc = yaml.safe_load(((root or repo_root()) / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc.get("parts", []):
         files += [c["file"] for c in part.get("chapters", [])]
     return files
+
+
+def toc_chapters(root: Path | None = None) -> list[str]:
+    """The notebooks among :func:`toc_pages`: the chapters papermill executes."""
+    root = root or repo_root()
+    return [f for f in toc_pages(root) if (root / f"{f}.ipynb").exists()]
 
 
 class _Links(HTMLParser):
@@ -57,7 +64,7 @@ def check_site(path: str | Path, root: Path | None = None) -> list[str]:
     every ``<img>`` file is present."""
     html = Path(path)
     problems: list[str] = []
-    expected = [html / "index.html"] + [html / f"{f}.html" for f in toc_chapters(root)]
+    expected = [html / "index.html"] + [html / f"{f}.html" for f in toc_pages(root)]
     problems += [f"missing page {p.relative_to(html)}" for p in expected if not p.exists()]
     pages = {p.resolve(): p for p in html.rglob("*.html")
              if not p.relative_to(html).parts[0].startswith("_")}

@@ -63,8 +63,7 @@ def wall_time_partial(record: dict[str, Any]) -> bool:
 def format_wall_time(seconds: float, records: list[dict[str, Any]]) -> str:
     text = format_duration(seconds)
     if any(wall_time_partial(r) for r in records):
-        text = (f"at least {text} (some trials were resumed, and the process they were resumed "
-                f"from was not timed)")
+        text = f"at least {text} (a lower bound; the appendix on how this book was made says why)"
     return text
 
 
@@ -101,3 +100,52 @@ def show_table(df: pd.DataFrame, floatfmt: str = "g") -> Any:
     """Display a DataFrame as a Markdown table (no index column, stable text for nbval)."""
     return show_markdown(df.to_markdown(index=False, floatfmt=floatfmt))
 
+
+
+# Column names of the analysis tables (lthlib.tickets, ticket_prose) as a reader reads them,
+# and how each is written: "pct" a share as a percentage, "pp" a fraction of the test set in
+# percentage points, "x" a ratio, "n" a count, "pm" the percentage of weights remaining.
+READABLE_COLUMNS = {
+    "level": ("level", "n"), "pm": ("Pm", "pm"), "layer": ("layer", "n"),
+    "variant": ("network", "n"), "trials": ("trials", "n"), "pairs": ("pairs", "n"),
+    "ticket_border": ("ticket: border kept", "pct"),
+    "ticket_centre": ("ticket: centre kept", "pct"),
+    "random_border": ("random mask: border kept", "pct"),
+    "random_centre": ("random mask: centre kept", "pct"),
+    "map_correlation": ("correlation of the trials' pictures", "x"),
+    "small_share": ("survivors from the smallest quarter of |θ0|", "pct"),
+    "magnitude_ratio": ("survivors' mean |θ0| / layer mean", "x"),
+    "density": ("density", "pct"), "jaccard": ("overlap (Jaccard)", "x3"),
+    "chance": ("overlap by chance", "x3"), "random": ("overlap of random masks", "x3"),
+    "ratio": ("overlap / chance", "x"),
+    "instability_mean": ("instability, mean over trials (pp)", "pp"),
+    "instability_max": ("instability, largest trial (pp)", "pp"),
+    "endpoint_error": ("test error of the trained copies (%)", "pp"),
+}
+
+
+def _readable_value(value: Any, kind: str) -> str:
+    if isinstance(value, str) or value is None or pd.isna(value):
+        return "-" if value is None or (not isinstance(value, str) and pd.isna(value)) \
+            else str(value)
+    if kind == "pm":
+        return f"{100 * float(value):.1f}%"
+    if kind == "pct":
+        return f"{100 * float(value):.1f}%"
+    if kind == "pp":
+        return f"{100 * float(value):.2f}"
+    if kind == "x3":
+        return f"{float(value):.3f}"
+    if kind == "x":
+        return f"{float(value):.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def readable_table(df: pd.DataFrame) -> pd.DataFrame:
+    """An analysis table for reading: named columns and sensible decimals (shares as
+    percentages with one decimal, instabilities in pp with two, ratios with two)."""
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        label, kind = READABLE_COLUMNS.get(col, (col.replace("_", " "), "x"))
+        out[label] = [_readable_value(v, kind) for v in df[col]]
+    return out
