@@ -21,7 +21,8 @@ def test_chapter_layout():
     assert "import lthlib as lth" in code[1].source
     assert "remove-cell" in code[1].metadata["tags"]
     first = next(c for c in nb.cells if c.cell_type == "markdown")
-    assert "**What you get:**" in first.source and "**How long:**" in first.source
+    paragraph = first.source.split("\n\n")[1]  # the first paragraph after the title
+    assert paragraph.startswith("**What you get**") and "**How long:**" in paragraph
 
 
 @pytest.mark.slow
