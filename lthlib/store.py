@@ -182,17 +182,21 @@ class RunStore(StageFiles, StoreIndex):
 
     def writable_dir(self, cfg: ExperimentConfig) -> Path:
         """:meth:`trial_dir`, after checking that its ``stages/`` and ``ckpt/`` are folders
-        (or absent), never links: nothing is written through a link out of the store."""
+        (or absent), never links: nothing is written through a link out of the store; and
+        that no record file is a folder (the trial could not be finished)."""
         path = self.trial_dir(cfg)
-        for name in TRIAL_FOLDERS:
+        for name in (*TRIAL_FOLDERS, *RECORD_FILES):
             try:
                 mode = (path / name).lstat().st_mode
             except FileNotFoundError:
                 continue
-            if not stat.S_ISDIR(mode):
+            if name in TRIAL_FOLDERS and not stat.S_ISDIR(mode):
                 kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
                 raise ValueError(f"{path / name} is {kind}; allowed: a folder inside the "
                                  f"store (remove it to compute this trial)")
+            if name in RECORD_FILES and stat.S_ISDIR(mode):  # anything else is replaced
+                raise ValueError(f"{path / name} is a directory; allowed: a regular file "
+                                 f"(remove it to compute this trial)")
         return path
 
     def ckpt_dir(self, cfg: ExperimentConfig) -> Path:

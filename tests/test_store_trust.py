@@ -244,6 +244,8 @@ def test_record_that_is_a_directory_is_corrupt(store):
     (path / "record.json").mkdir()
     row = RunStore(store).list().set_index("path").loc[str(path.relative_to(store))]
     assert row["status"] == "corrupt" and "directory" in row["reason"]
+    with pytest.raises(ValueError, match=r"record\.json is a directory; allowed"):
+        lth.run("imp", "lenet", "mnist", runs_dir=store, **SMOKE)  # before any training
 
 
 @pytest.mark.parametrize("shape", [[-1], [10**15], [784, 300]])
