@@ -207,7 +207,10 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
 EXECUTORS = ("local", "ray")
 # extra chapter parameters: name -> smallest allowed integer (None allowed where noted)
 _CHAPTER_INTS: dict[str, int] = {"rerun_iterations": 1, "demo_iterations": 1,
-                                 "lmc_points": 2, "first_seed": 0, "rewind_iteration": 0}
+                                 "lmc_points": 2, "first_seed": 0, "rewind_iteration": 0,
+                                 "reps": 1}
+# extra chapter parameters with a fixed set of values
+_CHAPTER_CHOICES: dict[str, tuple[str, ...]] = {"budget": ("cpu", "smoke")}
 _CHAPTER_OPTIONAL_INTS: dict[str, int] = {"rounds": 1}
 
 
@@ -252,9 +255,21 @@ def check_chapter_params(profile: str = "auto", dataset: str = "mnist", trials: 
         raise ValueError(f"executor must be a string, got {type(executor).__name__} "
                          f"{executor!r}; allowed: {', '.join(EXECUTORS)}")
     out["executor"] = check_choice("executor", executor, EXECUTORS)
-    allowed = sorted([*_CHAPTER_INTS, *_CHAPTER_OPTIONAL_INTS, "datasets"])
+    allowed = sorted([*_CHAPTER_INTS, *_CHAPTER_OPTIONAL_INTS, *_CHAPTER_CHOICES, "datasets",
+                      "bench_file"])
     for name, value in extra.items():
-        if name in _CHAPTER_INTS:
+        if name in _CHAPTER_CHOICES:
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {type(value).__name__} "
+                                 f"{value!r}; allowed: {', '.join(_CHAPTER_CHOICES[name])}")
+            out[name] = check_choice(name, value, _CHAPTER_CHOICES[name])
+        elif name == "bench_file":
+            if value is not None and (not isinstance(value, (str, os.PathLike))
+                                      or not os.path.isfile(value)):
+                raise ValueError(f"bench_file {value!r} is not a file; allowed: a "
+                                 f"runs/bench/*.json record, or None (the newest)")
+            out[name] = value
+        elif name in _CHAPTER_INTS:
             out[name] = check_int(name, value, _CHAPTER_INTS[name])
         elif name in _CHAPTER_OPTIONAL_INTS:
             out[name] = None if value is None else check_int(
