@@ -231,26 +231,15 @@ class EveryLevel:
 
 
 @dataclass(frozen=True)
-class MaxNear:
+class MaxNear(Near):
     """Claim "the best level is ≈ value": judged on the simultaneous band over levels, which
     holds every level's mean with 95% probability, so the best level's mean lies between
     the largest lower end and the largest upper end. A percentile bootstrap of a maximum is
-    biased (the observed maximum sits low in it); this interval is not."""
-
-    value: float
-    tolerance: float
-    unit: str = ""
-    sigma: float | None = None
+    biased (the observed maximum sits low in it); this interval is not. The tolerance and
+    its dataset's sampling error work as in :class:`Near`."""
 
     def on_dataset(self, sigma: float | None) -> MaxNear:
         return self if sigma is None else MaxNear(self.value, self.tolerance, self.unit, sigma)
-
-    @property
-    def band(self) -> float:
-        return max(self.tolerance, self.sigma or 0.0)
-
-    def verdict(self, ci: Interval) -> str:
-        return equality(ci, self.value, self.band)
 
     def text(self) -> str:
         lo, hi = self.value - self.band, self.value + self.band
