@@ -43,7 +43,7 @@ from . import conv_engine
 from .atomic import atomic_write_text
 from .config import TrainConfig, check_choice, make_experiment
 from .data import TensorSplit, load_tensors_for
-from .device import default_device, describe_hardware
+from .device import default_device, describe_hardware, native_bf16
 from .lmc import instability, interpolate, masked
 from .members import derive_seed
 from .models import create_network
@@ -225,6 +225,7 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
     trial = (source_trial(cfg.setting, cfg.seed, cfg.regime.removesuffix("-augment"), runs_dir)
              if cfg.start != "dense" else None)
     init, masks = _start_state(cfg, trial)
+    code_version = git_commit()  # the code that trains, not whatever is checked out at the end
     t0 = time.perf_counter()
     k = cfg.rewind_iteration
     carried = 0.0  # seconds of networks an earlier process trained
@@ -284,8 +285,8 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
               "theta_k_iterations": k,
               "train_wall_time_s": round(train_wall, 2),
               "wall_time_s": round(time.perf_counter() - t0, 2),
-              "hardware": describe_hardware(dev), "lthlib_version": __version__,
-              "git_commit": git_commit(),
+              "hardware": {**describe_hardware(dev), "native_bf16": native_bf16(dev)},
+              "lthlib_version": __version__, "git_commit": code_version,
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "sha256": {**{name: sha256_text(text) for name, text in texts.items()},
                          **stage_hashes}}

@@ -110,9 +110,13 @@ def map_progress(runs_dir: str | Path | None = None) -> pd.DataFrame:
     for cfg in map_plan(runs_dir=runs_dir):
         rec_file = pair_dir(cfg, runs_dir) / "record.json"
         rec = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
+        hw = rec.get("hardware", {})
+        cpu = hw.get("cpu")
+        if cpu and "native_bf16" in hw:
+            cpu += " with native bf16" if hw["native_bf16"] else " without native bf16"
         rows.append({"regime": cfg.regime, "pair": cfg.label, "seed": cfg.seed,
                      "done": bool(rec), "train_wall_time_s": rec.get("train_wall_time_s"),
-                     "cpu": rec.get("hardware", {}).get("cpu")})
+                     "cpu": cpu})
     return pd.DataFrame(rows)
 
 
