@@ -19,13 +19,17 @@ NAMES = re.compile(r"ResNet-18|float32|bfloat16|bf16|fc1")
 
 
 def _field(record: dict, field: str) -> float | None:
-    """A ratio straight from the JSON: ``levels[3].ratio``, ``a / b`` or a top-level key."""
+    """A ratio straight from the JSON: ``levels[3].ratio``, ``ratios[2].size_ratio``, ``a / b``
+    or a top-level key."""
     if " / " in field:
         top, bottom = field.split(" / ")
         return round(record[top] / record[bottom], 2)
     match = re.fullmatch(r"levels\[(\d+)\]\.ratio", field)
     if match:
         return record["levels"][int(match.group(1))]["ratio"]
+    match = re.fullmatch(r"ratios\[(\d+)\]\.(\w+)", field)
+    if match:
+        return record["ratios"][int(match.group(1))][match.group(2)]
     return record[field]
 
 

@@ -108,7 +108,7 @@ def test_experiments_train_resnets_grouped(monkeypatch) -> None:
     calls = []
 
     def fake(inits, masks, data, tcfg, seeds, device="cpu", augment=False, bf16=False,
-             progress=False):
+             progress=False, start=0):
         calls.append((len(inits), bf16))
         return [conv_engine.ConvResult(None, {}, {}, 0.0) for _ in inits]
 

@@ -92,7 +92,8 @@ def test_train_trains_exactly_t_minus_k():
 
 
 def test_k0_is_the_papers_imp_and_keeps_committed_hashes():
-    configs = sorted(RUNS.glob("*/*/seed*-*/config.json"))
+    configs = sorted(p for exp in ("imp", "global-imp", "oneshot", "random-sparse")
+                     for p in RUNS.glob(f"{exp}/*/seed*-*/config.json"))
     assert configs, "the committed store holds trials"
     for path in configs:
         cfg = experiment_from_dict(json.loads(path.read_text()))

@@ -126,13 +126,24 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "bf16). A ratio below one means bfloat16 is slower there: the CPU emulates it, which "
         "is why lthlib warns when bfloat16 runs on such hardware.",
         (("bf16_over_fp32", "bfloat16 / float32 iterations per second"),)),
+    Benchmark(
+        "sparse-inference", "Sparse against dense inference of pruned networks",
+        "python -m lthlib bench --sparse-inference --json", "sparse_pays",
+        "A pruned LeNet and the paper's ResNet-18 at several levels of IMP, each evaluated "
+        "as the masked dense network and as its sparse form (CSR linear layers, unfold + CSR "
+        "convolutions), every configuration in a fresh single-threaded process. Per level: "
+        "the latency of one image, the throughput of large batches (the setting's size) and "
+        "the peak memory of such a batch, each as dense over sparse time (above one: sparse is faster; the "
+        "memory ratio is sparse over dense, above one: sparse needs more), and the size of "
+        "the sparse export over the dense state_dict.",
+        ()),
 )
 
 # record fields shown as the setting a ratio was measured in, in this order
 SETTING_FIELDS = (
     ("dataset", "dataset"), ("profile", "profile"), ("networks", "networks"),
     ("threads", "torch threads"), ("population", "best population"),
-    ("batches", "minibatches"), ("batch_size", "batch size"),
+    ("batches", "minibatches"), ("batch_size", "batch size"), ("batch", "batch size"),
     ("side_by_side_processes", "processes side by side"),
     ("threshold", "sparse threshold (density)"),
     ("sparse_path_below_density", "sparse threshold (density)"),
@@ -216,6 +227,14 @@ def _ratios(bench: Benchmark, record: dict[str, Any]
             ) -> list[tuple[str, str, float | None, str]]:
     """(field, meaning, value, source) of every ratio the record holds."""
     out: list[tuple[str, str, float | None, str]] = []
+    if bench.kind == "sparse-inference":
+        for i, row in enumerate(record["ratios"]):
+            where = f"{row['arch']} at Pm {100 * row['pm']:.1f}%"
+            for key, what in (("latency_speedup", "batch-1 latency, dense / sparse"),
+                              ("throughput_speedup", "batch-1000 throughput, sparse / dense"),
+                              ("peak_memory_ratio", "peak memory, sparse / dense"),
+                              ("size_ratio", "file size, sparse export / dense state_dict")):
+                out.append((f"ratios[{i}].{key}", f"{where}: {what}", row[key], "stored"))
     if bench.kind == "sparse-levels":
         for i, level in enumerate(record["levels"]):
             out.append((f"levels[{i}].ratio", f"sparse / dense at IMP level {level['level']}, "
