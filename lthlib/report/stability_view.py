@@ -234,4 +234,6 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
                 "trained-out budget (plateau with augmentation, then IMP) is planned below "
                 "with its cost and has not been run.")
-    return " ".join(text)
+    # the answer and its evidence first, then why, then what is still to run
+    return "\n\n".join([text[0], " ".join(text[1:-1]), text[-1]] if len(text) > 2
+                       else text)
