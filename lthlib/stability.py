@@ -47,6 +47,8 @@ from .device import default_device, describe_hardware, native_bf16
 from .lmc import instability, interpolate, masked
 from .members import derive_seed
 from .models import create_network
+from .prune import apply_masks, plain_state
+from .train import train as train_one
 from .record_files import df_to_csv_text, sha256_text
 from .rewind import pack_state, unpack_state
 from .store import RunStore, TrialRecord, git_commit
@@ -170,16 +172,17 @@ def path_errors_bn(net: nn.Module, a: Mapping[str, torch.Tensor],
 
 # --- one pair -------------------------------------------------------------------------------
 
-def _start_state(cfg: StabilityConfig, trial: TrialRecord | None) -> tuple[State, Masks | None]:
+def _start_state(cfg: StabilityConfig, trial: TrialRecord | None,
+                 in_shape: tuple[int, int, int] = (1, 28, 28)) -> tuple[State, Masks | None]:
     """The copies' common start before any rewinding: θ0 (and the mask) of the start kind."""
     if cfg.start == "dense":
-        net = create_network(cfg.arch, 10, (1, 28, 28), seed=cfg.seed)
+        net = create_network(cfg.arch, 10, in_shape, seed=cfg.seed)
         return {k: v.detach().clone() for k, v in net.state_dict().items()}, None
     assert trial is not None
     masks = ticket_masks(trial, cfg.level)
     if cfg.start == "ticket":
         return theta0(trial), masks
-    init = create_network(cfg.arch, 10, (1, 28, 28),
+    init = create_network(cfg.arch, 10, in_shape,
                           seed=derive_seed(cfg.seed, "reinit", cfg.level, 0)).state_dict()
     return {k: v.detach().clone() for k, v in init.items()}, masks
 
@@ -224,7 +227,7 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
     data = data if data is not None else load_tensors_for(exp.data)
     trial = (source_trial(cfg.setting, cfg.seed, cfg.regime.removesuffix("-augment"), runs_dir)
              if cfg.start != "dense" else None)
-    init, masks = _start_state(cfg, trial)
+    init, masks = _start_state(cfg, trial, data.in_shape)
     code_version = git_commit()  # the code that trains, not whatever is checked out at the end
     t0 = time.perf_counter()
     k = cfg.rewind_iteration
@@ -234,9 +237,8 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
         if got is None:
             short = TrainConfig(**{**asdict(cfg.train), "iterations": k, "eval_every": k})
             t1 = time.perf_counter()
-            init = conv_engine.train_group([init], [masks], data, short, [cfg.seed],
-                                           device=dev, augment=cfg.augment,
-                                           progress="θk" if progress else False)[0].final_state
+            init = _train(cfg, init, masks, data, short, cfg.seed, dev, 0,
+                          "θk" if progress else False)[0]
             _save_stage(out_dir, "theta-k", cfg, init, time.perf_counter() - t1, {})
         else:
             init, secs, _ = got
@@ -251,10 +253,8 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
         else:
             order = derive_seed(cfg.seed, cfg.copies_seed_tag, copy)
             t1 = time.perf_counter()
-            res = conv_engine.train_group([init], [masks], data, train, [order], device=dev,
-                                          augment=cfg.augment, start=k,
-                                          progress=f"copy {copy}" if progress else False)[0]
-            state, end = res.final_state, res.history.iloc[-1].to_dict()
+            state, end = _train(cfg, init, masks, data, train, order, dev, k,
+                                f"copy {copy}" if progress else False)
             _save_stage(out_dir, f"copy{copy}", cfg, state, time.perf_counter() - t1, end)
         finals.append(state)
         ends.append(end)
@@ -292,6 +292,25 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
                          **stage_hashes}}
     atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
     return out_dir
+
+
+def _train(cfg: StabilityConfig, init: State, masks: Masks | None, data: TensorSplit,
+           train: TrainConfig, order: int, dev: torch.device, start: int,
+           progress: bool | str) -> tuple[State, dict[str, float]]:
+    """One network from ``init`` (iterations start..T): the conv engine for ResNet-18, the
+    single-network loop for the rest (VGG-19); (final state, last history row)."""
+    if conv_engine.supports(cfg.arch):
+        res = conv_engine.train_group([init], [masks], data, train, [order], device=dev,
+                                      augment=cfg.augment, start=start, progress=progress)[0]
+        return res.final_state, res.history.iloc[-1].to_dict()
+    net = create_network(cfg.arch, data.num_classes, data.in_shape, seed=0)
+    net.load_state_dict(init)
+    if masks is not None:
+        apply_masks(net, masks)
+    res = train_one(net, data, train, batch_seed=order, device=dev, progress=progress,
+                    augment=cfg.augment, start_iteration=start)
+    state = {k: v.detach().cpu() for k, v in plain_state(res.net).items()}
+    return state, res.history.iloc[-1].to_dict()
 
 
 def _stage_file(out_dir: Path, name: str) -> Path:

@@ -107,6 +107,16 @@ def test_a_pair_is_stored_hashed_and_read_back(tmp_path):
     assert replace(cfg, augment=True).run_id() != cfg.run_id()
 
 
+def test_networks_outside_the_conv_engine_train_in_the_single_network_loop(tmp_path):
+    cfg = st.regime_config("lr0.1", 0, profile="smoke")
+    cfg = replace(cfg, arch="conv2", train=replace(cfg.train, iterations=3, eval_every=3,
+                                                   batch_size=4, milestones=()),
+                  points=3, bn_examples=8, rewind_iteration=1)
+    out = st.run_pair(cfg, tmp_path, data=_tiny_split())
+    path, record = st.load_pair(out)
+    assert len(path) == 3 and record["train_iterations_per_copy"] == 2
+
+
 def test_bad_configs_are_one_line_errors():
     cfg = st.regime_config("lr0.1", 0)
     with pytest.raises(ValueError, match="start"):
