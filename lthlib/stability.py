@@ -21,7 +21,8 @@ stored as ``runs/lmc/<arch>-<dataset>-<regime>/<label>-seed<s>-<hash>/`` with th
 as :mod:`lthlib.lmc` (``lmc.json``, ``path.csv``, ``summary.csv``, ``record.json``). Each
 trained network (θk, copy 0, copy 1) is written to ``stages/`` as it finishes, with the pair's
 run id, its seconds and a digest, so an interrupted pair resumes after its last finished
-network on any machine (a pair is two 2,145-iteration networks: tens of minutes on a CPU).
+network on any machine (a pair is two 2,145-iteration networks: tens of minutes on a CPU);
+the stages are removed once the pair's record is written.
 """
 from __future__ import annotations
 
@@ -277,8 +278,7 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
              "path.csv": df_to_csv_text(path), "summary.csv": df_to_csv_text(summary)}
     for name, text in texts.items():
         atomic_write_text(out_dir / name, text)
-    stage_hashes = {f"stages/{f.name}": sha256_text(f.read_text())
-                    for f in sorted((out_dir / "stages").glob("*.state.json"))}
+
     record = {"status": "finished", "run_id": cfg.run_id(), "experiment": "stability",
               "label": cfg.label, "seed": cfg.seed, "source_run_id": cfg.source_run_id,
               "networks": 2, "train_iterations_per_copy": cfg.train.iterations - k,
@@ -288,9 +288,13 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
               "hardware": {**describe_hardware(dev), "native_bf16": native_bf16(dev)},
               "lthlib_version": __version__, "git_commit": code_version,
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "sha256": {**{name: sha256_text(text) for name, text in texts.items()},
-                         **stage_hashes}}
+              "sha256": {name: sha256_text(text) for name, text in texts.items()}}
     atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
+    # a finished pair needs its path, not its weights: the stages only bridge interruptions
+    for name in ("theta-k", "copy0", "copy1"):
+        _stage_file(out_dir, name).unlink(missing_ok=True)
+    if (out_dir / "stages").is_dir() and not any((out_dir / "stages").iterdir()):
+        (out_dir / "stages").rmdir()
     return out_dir
 
 

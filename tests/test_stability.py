@@ -89,22 +89,31 @@ def test_a_pair_is_stored_hashed_and_read_back(tmp_path):
     sums, _ = st.stability_results(tmp_path)
     assert sums["instability"].iloc[0] >= 0 and sums["rewind_iteration"].iloc[0] == 2
     assert st.run_pair(cfg, tmp_path, data=_tiny_split()) == out  # read back, not retrained
+    assert not (out / "stages").exists()  # a finished pair keeps its path, not its weights
+    assert replace(cfg, augment=True).run_id() != cfg.run_id()
+
+
+def test_an_interrupted_pair_resumes_from_its_own_stages_only(tmp_path, monkeypatch):
+    cfg = st.regime_config("lr0.1", 0, profile="smoke", rewind_iteration=2)
+    cfg = replace(cfg, train=replace(cfg.train, iterations=4, eval_every=2, batch_size=4,
+                                     milestones=(3,)), points=3, bn_examples=8)
+    clean = (st.run_pair(cfg, tmp_path / "clean", data=_tiny_split()) / "path.csv").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after training")
+
+    real_path = st.path_errors_bn
+    monkeypatch.setattr(st, "path_errors_bn", killed)
+    with pytest.raises(KeyboardInterrupt):
+        st.run_pair(cfg, tmp_path / "run", data=_tiny_split())
+    out = st.pair_dir(cfg, tmp_path / "run")
     assert sorted(p.name for p in (out / "stages").iterdir()) == [
         "copy0.state.json", "copy1.state.json", "theta-k.state.json"]
-    assert set(record["sha256"]) >= {"stages/copy0.state.json", "path.csv"}
-    # killed after its networks trained: the pair resumes from its stages, same numbers
-    before = (out / "path.csv").read_text()
-    for name in ("record.json", "path.csv", "summary.csv"):
-        (out / name).unlink()
-    st.run_pair(cfg, tmp_path, data=_tiny_split())
-    assert (out / "path.csv").read_text() == before
-    # a stage of another pair is never read as this one's
-    other = replace(cfg, seed=1)
-    assert st._load_stage(out, "copy0", other) is None
-    assert st._load_stage(out, "copy0", cfg) is not None
-    (out / "summary.csv").write_text("tampered\n")
-    assert st.load_pair(out) is None  # a file that does not match its sha256 is not read
-    assert replace(cfg, augment=True).run_id() != cfg.run_id()
+    assert st._load_stage(out, "copy0", replace(cfg, seed=1)) is None  # another pair's: no
+    monkeypatch.setattr(st, "path_errors_bn", real_path)
+    monkeypatch.setattr(st, "_train", killed)  # nothing may train again
+    st.run_pair(cfg, tmp_path / "run", data=_tiny_split())
+    assert (out / "path.csv").read_text() == clean
 
 
 def test_networks_outside_the_conv_engine_train_in_the_single_network_loop(tmp_path):
