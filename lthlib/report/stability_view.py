@@ -46,12 +46,14 @@ def stability_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
                                              sort=False):
         v = 100 * g["instability"].to_numpy()
         n = len(v)
-        half = (t_quantile(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        half = t_quantile(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n) if n > 1 else None
         rows.append({"setting": setting, "start": kind, "k": int(k), "seeds": n,
-                     "instability (pp), per seed": ", ".join(f"{x:.1f}" for x in v),
-                     "mean (pp)": v.mean(), "95% CI low": v.mean() - half,
-                     "95% CI high": v.mean() + half,
-                     "end error (%)": 100 * (g["error_a"] + g["error_b"]).mean() / 2})
+                     "per seed (pp)": ", ".join(f"{x:.2f}" for x in v),
+                     "mean (pp)": round(float(v.mean()), 2),
+                     "95% CI (pp)": ("– (one seed)" if half is None else
+                                     f"[{v.mean() - half:.2f}, {v.mean() + half:.2f}]"),
+                     "end error (%)": round(float(100 * (g["error_a"] + g["error_b"]).mean()
+                                                  / 2), 2)})
     out = pd.DataFrame(rows)
     order = {s: i for i, s in enumerate(SETTINGS)}
     kinds = {label: i for i, (_, _, label) in enumerate(KINDS)}
@@ -67,7 +69,12 @@ def stability_figure(runs_dir: str | Path | None = None) -> plt.Figure | None:
     if sums.empty:
         return None
     sums = sums.assign(kind=sums.apply(_kind, axis=1), pp=100 * sums["instability"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), sharey=True,
+    with plt.rc_context({"font.size": 12}):
+        return _draw_map(sums)
+
+
+def _draw_map(sums: pd.DataFrame) -> plt.Figure:
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.6), sharey=True,
                                  gridspec_kw={"width_ratios": [3, 2]})
     at0 = sums[sums["rewind_iteration"] == 0]
     width = 0.2
@@ -76,23 +83,23 @@ def stability_figure(runs_dir: str | Path | None = None) -> plt.Figure | None:
             v = at0[(at0["setting"] == setting) & (at0["kind"] == label)]["pp"].to_numpy()
             x = i + (j - 1.5) * width
             if v.size:
-                ax.bar(x, v.mean(), width * 0.9, color=colour, alpha=0.55,
-                       label=label if i == 0 else None)
-                ax.scatter(np.full(v.size, x), v, color=colour, s=14, zorder=3)
+                ax.bar(x, v.mean(), width * 0.9, color=colour, alpha=0.55)
+                ax.scatter(np.full(v.size, x), v, color=colour, s=18, zorder=3)
             else:
-                ax.text(x, 0.3, "not run", rotation=90, ha="center", va="bottom",
-                        fontsize=7, color="#666666")
+                ax.text(x, 0.15, "not run", rotation=90, ha="center", va="bottom",
+                        fontsize=9, color="#666666")
+        ax.bar(np.nan, np.nan, color=colour, alpha=0.55, label=label)  # legend entry
     ax.set_xticks(range(len(SETTINGS)), ["lr 0.1", "lr 0.01", "lr 0.03 + warmup"])
     ax.set_ylabel("instability (pp of test error)")
     ax.set_title("(a) from θ0, by setting")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
-              fontsize=8)
+              fontsize=10)
     dense = sums[(sums["setting"] == "lr0.1") & (sums["kind"] == KINDS[0][2])]
     ks = [0, *MAP_REWINDS]
     means = [dense[dense["rewind_iteration"] == k]["pp"].mean() for k in ks]
     for k in ks:
         v = dense[dense["rewind_iteration"] == k]["pp"].to_numpy()
-        bx.scatter(np.full(v.size, k), v, color=KIND_COLOURS[0], s=14, zorder=3)
+        bx.scatter(np.full(v.size, k), v, color=KIND_COLOURS[0], s=18, zorder=3)
     bx.plot(ks, means, color=KIND_COLOURS[0], marker="o", label="dense, lr 0.1")
     bx.set_xticks(ks, [f"{k}\n({100 * k / BUDGET_ITERATIONS:.0f}%)" for k in ks])
     bx.set_xlabel("rewind iteration k (share of T)")
@@ -124,8 +131,8 @@ def _bench_seconds(runs_dir: Path) -> dict[str, float]:
     """Seconds per 2,145-iteration float32 network on one core, from the stored conv bench
     (two single-threaded processes side by side: ``conv_it_s`` is their sum)."""
     out = {}
-    for name, kind in (("cpu-conv-amd-epyc.json", "AMD EPYC, AVX2 only (bench)"),
-                       ("cpu-conv-intel-xeon.json", "Intel Xeon, AMX (bench)")):
+    for name, kind in (("cpu-conv-amd-epyc.json", "AMD AVX2 (bench)"),
+                       ("cpu-conv-intel-xeon.json", "Intel AMX (bench)")):
         f = runs_dir / "bench" / name
         if f.is_file():
             rec = json.loads(f.read_text())
@@ -144,7 +151,7 @@ def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int = 20) -> pd.D
     done = prog[prog["done"]]
     if not done.empty:
         measured = (done["train_wall_time_s"] / 2).median()
-        secs[f"{done['cpu'].iloc[0]} (stability pairs, measured)"] = float(measured)
+        secs[f"{done['cpu'].iloc[0]} (pairs, measured)"] = float(measured)
     scale = fig8_epochs / 5
     work = [("stability map: 30 pairs, 2 networks each", 60.0,
              f"{int((~prog['done']).sum())} pairs still to run"),
@@ -157,7 +164,7 @@ def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int = 20) -> pd.D
     for what, nets, note in work:
         row: dict[str, Any] = {"work": what, "network-equivalents": nets, "note": note}
         for kind, s in secs.items():
-            row[f"core-hours: {kind}"] = nets * s / 3600
+            row[f"core-hours, {kind}"] = round(nets * s / 3600, 1)
         rows.append(row)
     return pd.DataFrame(rows)
 
