@@ -97,11 +97,16 @@ def _draw_map(sums: pd.DataFrame) -> plt.Figure:
     dense = sums[(sums["setting"] == "lr0.1") & (sums["kind"] == KINDS[0][2])]
     ks = [0, *MAP_REWINDS]
     means = [dense[dense["rewind_iteration"] == k]["pp"].mean() for k in ks]
-    for k in ks:
+    pos = range(len(ks))  # evenly spaced: k = 21 and 43 would crowd k = 0 on a linear axis
+    for x, k in zip(pos, ks):
         v = dense[dense["rewind_iteration"] == k]["pp"].to_numpy()
-        bx.scatter(np.full(v.size, k), v, color=KIND_COLOURS[0], s=18, zorder=3)
-    bx.plot(ks, means, color=KIND_COLOURS[0], marker="o", label="dense, lr 0.1")
-    bx.set_xticks(ks, [f"{k}\n({100 * k / BUDGET_ITERATIONS:.0f}%)" for k in ks])
+        bx.scatter(np.full(v.size, x), v, color=KIND_COLOURS[0], s=18, zorder=3)
+        if not v.size:
+            bx.text(x, 0.15, "not run", rotation=90, ha="center", va="bottom", fontsize=9,
+                    color="#666666")
+    bx.plot(list(pos), means, color=KIND_COLOURS[0], marker="o", label="dense, lr 0.1")
+    bx.set_xticks(list(pos), [f"{k}\n({100 * k / BUDGET_ITERATIONS:.0f}%)" for k in ks])
+    bx.set_xlim(-0.5, len(ks) - 0.5)
     bx.set_xlabel("rewind iteration k (share of T)")
     bx.set_title("(b) lr 0.1, dense from θk")
     for a in (ax, bx):
