@@ -145,16 +145,8 @@ def iterative_vs_oneshot(metric: str, better: str, pm_max: float = 0.10
 def _curve(ev: Evidence, pm: float, variant: str = "ticket"
            ) -> tuple[np.ndarray, np.ndarray] | None:
     """Iterations and the trial-weighted mean curve of ``variant`` at ``pm``, (its, k)."""
-    key = need_key(IMP)
-    m = ev.long(key)
-    if m is None or m.empty:
-        return None
-    t = m[m["variant"] == variant]
-    lvl = nearest_level(t.groupby("level")["pm"].mean(), pm) if len(t) else None
-    if lvl is None:
-        return None
-    its, per = ev.curves(key, lvl, variant)
-    return its, weighted_mean(per, ev.trial_weights(key))
+    got = _level_curves(ev, pm, variant)
+    return None if got is None else (got[0], weighted_mean(got[1], ev.trial_weights(need_key(IMP))))
 
 
 def learning_advantage(ev: Evidence, pm: float, variant: str = "ticket") -> Values | None:
@@ -187,12 +179,20 @@ def peak_gain(ev: Evidence, pm: float, variant: str = "ticket") -> Values | None
     return weighted_mean(per, ev.trial_weights(need_key(IMP)))
 
 
-def _trial_curves(ev: Evidence, pm: float, variant: str = "ticket") -> np.ndarray | None:
-    """Per-trial test-accuracy curves of ``variant`` at ``pm``, (iterations, trials)."""
+def _level_curves(ev: Evidence, pm: float, variant: str = "ticket"
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Iterations and per-trial test-accuracy curves of ``variant`` at the level nearest
+    ``pm``, (iterations, trials); None without IMP results."""
     key = need_key(IMP)
     m = ev.long(key)
     if m is None or m.empty:
         return None
     t = m[m["variant"] == variant]
     lvl = nearest_level(t.groupby("level")["pm"].mean(), pm) if len(t) else None
-    return None if lvl is None else ev.curves(key, lvl, variant)[1]
+    return None if lvl is None else ev.curves(key, lvl, variant)
+
+
+def _trial_curves(ev: Evidence, pm: float, variant: str = "ticket") -> np.ndarray | None:
+    """Per-trial test-accuracy curves of ``variant`` at ``pm``, (iterations, trials)."""
+    got = _level_curves(ev, pm, variant)
+    return None if got is None else got[1]
