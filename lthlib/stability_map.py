@@ -2,7 +2,8 @@
 command that measures the missing ones (``python -m lthlib.stability_map --part 0/2``).
 
 30 pairs (:mod:`lthlib.stability`), seed by seed so that a partial map is balanced. Each part
-of ``--part i/n`` takes every n-th pair, so n processes of one thread share the work.
+of ``--part i/n`` takes every n-th pair, so n processes of one thread share the work;
+``--pairs`` puts the pairs that answer the most first.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", default="0/1", help="i/n: every n-th pair from the i-th")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--runs-dir", default=None)
+    ap.add_argument("--pairs", type=int, nargs="+", default=None,
+                    help="plan indices (see --list) to measure, in this order; default all")
     ap.add_argument("--list", action="store_true", help="print the plan and what is done")
     args = ap.parse_args(argv)
     i, n = (int(v) for v in args.part.split("/"))
@@ -53,14 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--part {args.part!r}: allowed i/n with 0 <= i < n")
     torch.set_num_threads(1)
     plan = map_plan(tuple(args.seeds), args.runs_dir)
+    order = list(range(len(plan))) if args.pairs is None else args.pairs
+    bad = [j for j in order if not 0 <= j < len(plan)]
+    if bad:
+        raise SystemExit(f"--pairs {bad}: allowed plan indices 0..{len(plan) - 1} (see --list)")
     data = None
-    for j, cfg in enumerate(plan):
+    for pos, j in enumerate(order):
+        cfg = plan[j]
         done = load_pair(pair_dir(cfg, args.runs_dir)) is not None
         if args.list:
             print(f"{j:2d} {cfg.regime:24s} {cfg.label:28s} seed{cfg.seed} "
                   f"{'done' if done else 'todo'}")
             continue
-        if j % n != i or done:
+        if pos % n != i or done:
             continue
         if data is None:
             data = load_tensors_for(make_experiment("global-imp", "resnet18", "fashionmnist",
