@@ -1,6 +1,6 @@
 """``python -m lthlib``: see :mod:`lthlib.cli`."""
 import sys
 
-from .cli import main
+from lthlib.cli import main
 
 sys.exit(main())

@@ -24,16 +24,18 @@ from typing import Any
 
 import pandas as pd
 
-from . import bench, lmc, plateau
-from .command import run_handler
-from .config import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFILES, RESNET_LR_SETTINGS,
-                     ExperimentConfig, make_experiment)
-from .experiments import run_experiment
-from .report import build
-from .record_files import CorruptRecordError
-from .store import RunStore, config_of
-from .store_transfer import import_trials, migrate_hashes
-from .sweep import run_sweep
+from lthlib import bench
+from lthlib.studies import lmc, plateau
+from lthlib.util.errors import run_handler
+from lthlib.config.paper import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFILES,
+                                 RESNET_LR_SETTINGS)
+from lthlib.config.experiment import ExperimentConfig, make_experiment
+from lthlib.experiments.procedures import run_experiment
+from lthlib.report import build
+from lthlib.util.errors import CorruptRecordError
+from lthlib.store.run_store import RunStore, config_of
+from lthlib.store.transfer import import_trials, migrate_hashes
+from lthlib.experiments.sweep import run_sweep
 
 
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:

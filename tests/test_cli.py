@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lthlib import bench, lmc, plateau
+from lthlib import bench
+from lthlib.studies import lmc, plateau
 from lthlib.cli import build_parser, main
 from lthlib.report import build
 

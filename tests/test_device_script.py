@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lthlib.store import RunStore
-from lthlib.store_transfer import import_trials
+from lthlib.store.run_store import RunStore
+from lthlib.store.transfer import import_trials
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "device_runs.sh"

@@ -170,5 +170,5 @@ def test_architecture_call_chain_is_the_stack_at_the_update(
     assert main[[name for name, _ in main].index("run_experiment"):] == calls[:-1]
     if threads > 1:  # the other part's thread runs the lambda from ThreadedParts._serve
         lam = [name for name, _ in calls].index("<lambda>")
-        assert list(stacks.values()) == [[("_serve", "lthlib/thread_parts.py"),
+        assert list(stacks.values()) == [[("_serve", "lthlib/training/population/thread_parts.py"),
                                           *calls[lam:-1]]]

@@ -8,7 +8,7 @@ Modes, one per invocation:
   implementation, side by side (:mod:`lthlib.bench.reference`);
 - ``--sparse`` and ``--sparse-trial PROFILE``: the sparse path against the dense one
   (:mod:`lthlib.bench.sparse`);
-- ``--conv``: ResNet-18, a textbook loop against the conv engine (:mod:`lthlib.conv_bench`);
+- ``--conv``: ResNet-18, a textbook loop against the conv engine (:mod:`lthlib.bench.resnet`);
 - ``--conv-precision``: the conv engine at float32 against bf16 autocast, native or not;
 - ``--sparse-inference``: dense against CSR inference of pruned LeNets and ResNet-18s
   (:mod:`lthlib.bench.sparse_inference`): latency, throughput, peak memory, file size.
@@ -23,15 +23,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
-from ..bench_common import machine, sgemm_gflops
-from ..conv_bench import measure as conv_measure
-from ..conv_bench import precision_speeds
-from ..data import load_tensors
-from .lenet import eval_ms_per_member, k1_against_plain, k1_with_evaluation, run
-from .reference import imp_trial_vs_reference, reference_imp_trial
-from .sparse import imp_trial_pair, sparse_sweep
-from .sparse_inference import sparse_inference
+from lthlib.util.atomic import atomic_write_text
+from lthlib.bench.common import machine, sgemm_gflops
+from lthlib.bench.resnet import measure as conv_measure
+from lthlib.bench.resnet import precision_speeds
+from lthlib.data.datasets import load_tensors
+from lthlib.bench.lenet import eval_ms_per_member, k1_against_plain, k1_with_evaluation, run
+from lthlib.bench.reference import imp_trial_vs_reference, reference_imp_trial
+from lthlib.bench.sparse import imp_trial_pair, sparse_sweep
+from lthlib.bench.sparse_inference import sparse_inference
 
 __all__ = ["eval_ms_per_member", "imp_trial_pair", "imp_trial_vs_reference",
            "k1_against_plain", "k1_with_evaluation", "machine", "main", "reference_imp_trial",
@@ -59,7 +59,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="dense vs sparse engine path at each IMP level (CPU, 1 thread)")
     parser.add_argument("--conv", action="store_true",
                         help="ResNet-18: textbook loop vs the experiments' conv engine "
-                        "(fp32, and bf16 where native), interleaved (lthlib.conv_bench)")
+                        "(fp32, and bf16 where native), interleaved (lthlib.bench.resnet)")
     parser.add_argument("--conv-precision", action="store_true",
                         help="ResNet-18 in the conv engine, one thread: fp32 vs bf16 autocast, "
                         "native or emulated")

@@ -1,6 +1,6 @@
 """``python -m lthlib.bench``: the benchmark on its own (also ``python -m lthlib bench``)."""
 import sys
 
-from . import main
+from lthlib.bench import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ Measured in one run (training-step throughput, evaluation excluded unless named)
 - plain: the best simple loop: one LeNet on in-memory tensors, ``Adam(fused=True)`` where
   the installed torch has it (at torch's default thread count and at one thread; the
   faster counts);
-- engine: :func:`lthlib.engine.train_population`, in model-iterations per second, at the
+- engine: :func:`lthlib.training.population.engine.train_population`, in model-iterations per second, at the
   best population size / split / batch sharing of the ones tried;
 - engine at K = 1 against the plain loop, measured in alternation (same load);
 - evaluation: one evaluation point per member at K = 1 and K = 8;
@@ -26,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..bench_common import (LENET_TRAIN_FLOP, load_avg, machine, provenance, sgemm_gflops, sync,
-                            timed_loop)
-from ..config import TrainConfig
-from ..data import TensorSplit, batch_indices, get_datasets, load_tensors
-from ..dense_stack import DenseStack
-from ..engine import default_device, train_population
-from ..models import create_network
-from ..stack_eval import eval_rows, eval_sets
-from .reference import reference_evaluate
+from lthlib.bench.common import (LENET_TRAIN_FLOP, load_avg, machine, provenance, sgemm_gflops,
+                                 sync, timed_loop)
+from lthlib.config.paper import TrainConfig
+from lthlib.data.datasets import TensorSplit, batch_indices, get_datasets, load_tensors
+from lthlib.training.population.dense_stack import DenseStack
+from lthlib.util.device import default_device
+from lthlib.training.population.engine import train_population
+from lthlib.nets.paper_networks import create_network
+from lthlib.training.population.stack_eval import eval_rows, eval_sets
+from lthlib.bench.reference import reference_evaluate
 
 PAPER_ADAM = TrainConfig("adam", 1.2e-3, 60, 50_000)
 

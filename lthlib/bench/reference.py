@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import prune
 
-from ..bench_common import machine, provenance
-from ..config import TrainConfig, make_experiment
-from ..data import TensorSplit, load_tensors_for
-from ..models import create_network
+from lthlib.bench.common import machine, provenance
+from lthlib.config.paper import TrainConfig
+from lthlib.config.experiment import make_experiment
+from lthlib.data.datasets import TensorSplit, load_tensors_for
+from lthlib.nets.paper_networks import create_network
 
 
 def reference_evaluate(net: torch.nn.Module, x: Tensor, y: Tensor,

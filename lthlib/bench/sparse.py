@@ -3,7 +3,7 @@ IMP trial dense-only against the engine's default, side by side.
 
 ``--sparse`` measures, for one LeNet at every IMP level of the paper (fc layers keep 0.8^n,
 the output layer 0.9^n), the engine's dense path against its sparse path
-(:mod:`lthlib.sparse_train`), and the whole 19-level sweep's ratio of training times.
+(:mod:`lthlib.training.population.sparse_train`), and the whole 19-level sweep's ratio of training times.
 ``--sparse-trial PROFILE`` runs one real LeNet/MNIST IMP trial twice at once, one process per
 core, dense-only (``LTH_SPARSE_BELOW=0``) against the engine's default, and compares their
 wall times and results.
@@ -24,12 +24,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..bench_common import load_avg
-from ..data import TensorSplit
-from ..engine import sparse_threshold, train_population
-from ..models import create_network
-from ..prune import get_masks, plain_state, prune_network
-from .lenet import PAPER_ADAM, tiny_eval
+from lthlib.bench.common import load_avg
+from lthlib.data.datasets import TensorSplit
+from lthlib.training.population.engine import sparse_threshold, train_population
+from lthlib.nets.paper_networks import create_network
+from lthlib.pruning.prune import get_masks, plain_state, prune_network
+from lthlib.bench.lenet import PAPER_ADAM, tiny_eval
 
 
 def sparse_sweep(data: TensorSplit, seconds: float, levels: range = range(19),

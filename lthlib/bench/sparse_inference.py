@@ -3,7 +3,7 @@
 For a LeNet pruned as the paper prunes it (fc 20%, output 10% per round) and the paper's
 ResNet-18 (global 20% of the 3x3 convs per round) at several IMP levels, one network per
 fresh process (so that peak memory is this configuration's own): the dense network with
-its zeros, and :func:`lthlib.sparse_modules.to_sparse_inference`'s CSR copy. Measured at
+its zeros, and :func:`lthlib.nets.sparse_layers.to_sparse_inference`'s CSR copy. Measured at
 one thread: batch-1 latency and batch-1,000 throughput, each the best over a time box (on a
 shared machine the best is the least disturbed; the medians are recorded too), the peak
 resident memory the batch-1,000 forward adds (``VmHWM`` after resetting it, Linux only),
@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from ..bench_common import load_avg, machine, provenance
-from ..export import dense_bytes, export_sparse
-from ..models import create_network
-from ..prune import plain_state, prune_network, remaining_fraction
-from ..sparse_modules import to_sparse_inference
+from lthlib.bench.common import load_avg, machine, provenance
+from lthlib.experiments.export import dense_bytes, export_sparse
+from lthlib.nets.paper_networks import create_network
+from lthlib.pruning.prune import plain_state, prune_network, remaining_fraction
+from lthlib.nets.sparse_layers import to_sparse_inference
 
 __all__ = ["LEVELS", "pruned_network", "sparse_inference"]
 

@@ -1,6 +1,6 @@
 """The report: what the book's chapters read from ``runs/``, the claims ledger judged on it,
 and the tables, figures and sentences the chapters show. Nothing here trains: results are
-read with :meth:`lthlib.store.RunStore.results`, and a chapter trains what the store lacks
+read with :meth:`lthlib.store.run_store.RunStore.results`, and a chapter trains what the store lacks
 by calling :func:`lthlib.run_experiment` itself.
 
 Modules, each with one job (imports point down the list):
@@ -19,19 +19,21 @@ Modules, each with one job (imports point down the list):
 """
 from __future__ import annotations
 
-from . import (analysis, claims, demos, discussion, figure8, ledger_views, lmc_claims,
-               plots, ticket_plots, ticket_prose, verdicts)
-from .analysis import (compare_levels, gaps_by_trial, level_means, smallest_gap_by_trial,
-                       ticket_gaps)
-from .chapters import CHAPTERS, Chapter, Need, chapter_path, compute_allowed, get_chapter
-from .context import Context, prepare, with_stored_datasets
-from .evaluate import ledger, ledger_summary
-from .ledger_views import (chapter_ledger, evidence_note, ratio_example, verdict_counts,
-                           verdict_list, verdict_table)
-from .overview import coverage_table, coverage_text, runs_overview
-from .replicates import replicate_shift, replicate_table, replicate_text, replicated_controls
-from .text import (DATASET_NAMES, OUR_CHOICES, deviations_markdown, pct, show_markdown,
-                   show_table)
+from lthlib.report import (analysis, claims, demos, discussion, figure8, ledger_views, lmc_claims,
+                           plots, ticket_plots, ticket_prose, verdicts)
+from lthlib.report.analysis import (compare_levels, gaps_by_trial, level_means,
+                                    smallest_gap_by_trial, ticket_gaps)
+from lthlib.report.chapters import (CHAPTERS, Chapter, Need, chapter_path, compute_allowed,
+                                    get_chapter)
+from lthlib.report.context import Context, prepare, with_stored_datasets
+from lthlib.report.evaluate import ledger, ledger_summary
+from lthlib.report.ledger_views import (chapter_ledger, evidence_note, ratio_example,
+                                        verdict_counts, verdict_list, verdict_table)
+from lthlib.report.overview import coverage_table, coverage_text, runs_overview
+from lthlib.report.replicates import (replicate_shift, replicate_table, replicate_text,
+                                      replicated_controls)
+from lthlib.report.text import (DATASET_NAMES, OUR_CHOICES, deviations_markdown, pct,
+                                show_markdown, show_table)
 
 __all__ = [
     "analysis", "claims", "demos", "discussion", "figure8", "ledger_views", "lmc_claims",

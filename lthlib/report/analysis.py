@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from .text import pct
+from lthlib.report.text import pct
 
 PM_REL_TOL = 0.15  # nearest stored Pm level must lie within 15% (relative) of the asked one
 FIGURE3_PM = (1.0, 0.513, 0.211, 0.070, 0.036, 0.019)  # the sizes of the paper's Figure 3

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .claims import CLAIMS, get_claim
-from .evaluate import ledger_summary
-from .ledger_views import ledger_number
-from .text import DATASET_NAMES
+from lthlib.report.claims import CLAIMS, get_claim
+from lthlib.report.evaluate import ledger_summary
+from lthlib.report.ledger_views import ledger_number
+from lthlib.report.text import DATASET_NAMES
 
 # the paper's figures in reading order, each with its claim in a few words (prose, no numbers)
 FIGURES = ("1", "3", "4a", "4b", "12", "4c", "8")

@@ -5,7 +5,7 @@ bench number by hand. :func:`bench_records` reads ``runs/bench/*.json`` into one
 ratio (with the record's hardware, date and conditions), :func:`render_markdown` turns the
 rows into ``docs/performance.md``, and
 ``python -m lthlib.report.bench_records --write docs/performance.md`` regenerates the page
-after a new record (``tests/test_bench_records.py`` checks that the committed page is current).
+after a new record (``tests/report/test_bench_records.py`` checks that the committed page is current).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_write_text
+from lthlib.util.atomic import atomic_write_text
 
 COLUMNS = ["record", "benchmark", "date", "hardware", "conditions", "setting", "field",
            "meaning", "value", "source"]

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .site import find_chromium, screenshot, toc_pages
+from lthlib.report.site import find_chromium, screenshot, toc_pages
 
 WIDTHS = (1280, 420)  # a desktop window and a phone held upright
 FORBIDDEN_TEXT = ("Traceback", "Warning", "NBVAL")

@@ -2,7 +2,7 @@
 introduction last), building the Jupyter Book HTML from the executed notebooks, checking the
 site, and the ``book`` command line (``python -m lthlib book build|html|check|screenshot``).
 
-Repository paths come from :mod:`lthlib.paths`, so the commands work from any folder inside
+Repository paths come from :mod:`lthlib.util.paths`, so the commands work from any folder inside
 a clone whether or not the package is installed in editable mode.
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 import nbformat
 import papermill as pm
 
-from ..config import PROFILES
-from ..paths import repo_root
-from .chapter_params import declared_parameters
-from .chapters import get_chapter
-from .browser import screenshot_site
-from .site import check_site, screenshot, toc_chapters
+from lthlib.config.paper import PROFILES
+from lthlib.util.paths import repo_root
+from lthlib.report.chapter_params import declared_parameters
+from lthlib.report.chapters import get_chapter
+from lthlib.report.browser import screenshot_site
+from lthlib.report.site import check_site, screenshot, toc_chapters
 
 KERNEL = "python3"
 CHECK_TAG = "nbval-check-output"  # nbval compares these cells' outputs (--nbval-lax)

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import (PROFILE_ORDER, PROFILES, RESNET_LR_SETTINGS, ExperimentConfig,
-                      check_choice, make_experiment)
-from ..paths import book_dir
-from ..store import RunStore
+from lthlib.config.paper import PROFILE_ORDER, PROFILES, RESNET_LR_SETTINGS, check_choice
+from lthlib.config.experiment import ExperimentConfig, make_experiment
+from lthlib.util.paths import book_dir
+from lthlib.store.run_store import RunStore
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("07_global_pruning", "Global pruning and learning rates (Figure 8)", "7.7",
             _FIG8, arch="resnet18", datasets=("fashionmnist", "cifar10"),
             fallback="converged-cpu"),
-    # beyond the assignment: reads IMP trials that stored their masks (lthlib.tickets)
+    # beyond the assignment: reads IMP trials that stored their masks (lthlib.experiments.tickets)
     Chapter("08_examining_tickets", "Beyond the assignment: examining the tickets", "beyond",
             datasets=("mnist", "fashionmnist")),
     Chapter("beyond_own_network", "A ticket in your own network", "beyond"),

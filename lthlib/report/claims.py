@@ -36,14 +36,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import check_choice
-from .evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP, IT, ONESHOT,
-                       PP, Evidence, Measured, Need, Sampling, contrast, difference,
-                       need_key, network_se, quotient, sampling_floor, value_at)
-from .measures import (gaps_by_level, iterative_vs_oneshot, learning_advantage, levels_of,
-                       peak_gain, pct_at, rank_corr, rank_corr_random, ratio_to_dense,
-                       reduce_levels, ticket_vs_dense, variant_gap)
-from .verdicts import Above, Below, EveryLevel, MaxNear, Monotone, Near, RatioNear, Rule
+from lthlib.config.paper import check_choice
+from lthlib.report.evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP, IT,
+                                    ONESHOT, PP, Evidence, Measured, Need, Sampling, contrast,
+                                    difference, need_key, network_se, quotient, sampling_floor,
+                                    value_at)
+from lthlib.report.measures import (gaps_by_level, iterative_vs_oneshot, learning_advantage,
+                                    levels_of, peak_gain, pct_at, rank_corr, rank_corr_random,
+                                    ratio_to_dense, reduce_levels, ticket_vs_dense, variant_gap)
+from lthlib.report.verdicts import (Above, Below, EveryLevel, MaxNear, Monotone, Near, RatioNear,
+                                    Rule)
 
 __all__ = ["CLAIMS", "Claim", "claim", "get_claim", "claims_table", "TESTING_PROFILES",
            "CSV_COLUMNS"]

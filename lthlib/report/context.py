@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PROFILES, ExperimentConfig, check_choice, get_profile, paper_prune
-from ..store import RunStore, resolve_runs_dir
-from .chapters import (Chapter, complete_profiles, compute_allowed, finished_trials,
-                       get_chapter, resolve_profile, resolve_trials)
-from .replicates import replicated_controls
-from .text import (DATASET_NAMES, PAPER_RANDOM_TRIALS, PAPER_REINITS, PAPER_TRIALS,
-                   describe_record_hardware, deviations_markdown, format_wall_time, pct)
+from lthlib.config.paper import PROFILES, check_choice, paper_prune
+from lthlib.config.experiment import ExperimentConfig
+from lthlib.config.profiles import get_profile
+from lthlib.store.run_store import RunStore, resolve_runs_dir
+from lthlib.report.chapters import (Chapter, complete_profiles, compute_allowed, finished_trials,
+                                    get_chapter, resolve_profile, resolve_trials)
+from lthlib.report.replicates import replicated_controls
+from lthlib.report.text import (DATASET_NAMES, PAPER_RANDOM_TRIALS, PAPER_REINITS, PAPER_TRIALS,
+                                describe_record_hardware, deviations_markdown, format_wall_time,
+                                pct)
 
 PAPER_ARCHS = ("lenet", "conv2", "conv4", "conv6", "resnet18", "vgg19")  # the paper's networks
 
@@ -126,7 +129,7 @@ class Context:
                 f"{pair['mean_abs_diff_final_test_acc_pp']} pp)")
 
     def reuse_text(self) -> str:
-        """A sentence on trials that extend an earlier, shallower trial (lthlib.reuse)."""
+        """A sentence on trials that extend an earlier, shallower trial (lthlib.store.extension)."""
         notes = [tr.record["reused_from"] for res in self.shown().values()
                  for tr in res.trials if tr.record.get("reused_from")]
         if not notes:

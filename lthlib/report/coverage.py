@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .intervals import CONFIDENCE, jackknife_se, spearman, t_quantile, two_sided
+from lthlib.report.intervals import CONFIDENCE, jackknife_se, spearman, t_quantile, two_sided
 
 TRIALS = (3, 5, 8)
 SHAPES = ("normal", "skewed")

@@ -13,12 +13,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import ARCHS, TrainConfig, paper_train
-from ..data import TensorSplit
-from ..models import create_network
-from ..prune import get_masks, prune_network, remaining_fraction
-from ..train import evaluate
-from .text import pct
+from lthlib.config.paper import ARCHS, TrainConfig, paper_train
+from lthlib.data.datasets import TensorSplit
+from lthlib.nets.paper_networks import create_network
+from lthlib.pruning.prune import get_masks, prune_network, remaining_fraction
+from lthlib.training.one_network import evaluate
+from lthlib.report.text import pct
 
 
 def schedule_text(t: TrainConfig) -> str:

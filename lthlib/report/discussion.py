@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis import TICKET_PM, closest_level, level_means
-from .context import Context
-from .ledger_views import claim_detail, claim_value
-from .text import DATASET_NAMES, pct
+from lthlib.report.analysis import TICKET_PM, closest_level, level_means
+from lthlib.report.context import Context
+from lthlib.report.ledger_views import claim_detail, claim_value
+from lthlib.report.text import DATASET_NAMES, pct
 
 
 def convergence_text(history: pd.DataFrame, stop: Mapping[str, Any]) -> str:

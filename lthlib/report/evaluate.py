@@ -1,7 +1,7 @@
 """The claims ledger read from the store: each claim of :mod:`lthlib.report.claims` judged on
 the finished trials of ``runs/``, one row per claim and dataset, written to
 ``runs/claims.csv``. Nothing is trained: results are read with
-:meth:`lthlib.store.RunStore.results`.
+:meth:`lthlib.store.run_store.RunStore.results`.
 
 Each claim uses the largest profile at which every experiment it needs has finished
 trials; verdicts at the ``paper`` profile (or one in
@@ -17,15 +17,17 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_write_text
-from ..config import PROFILE_ORDER, PROFILES, ExperimentConfig, check_choice, experiment_from_dict
-from ..store import ExperimentResult, RunStore, df_to_csv_text, resolve_runs_dir
-from .claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row
-from .judge import assess, row_fields
-from .evidence import TEST_IMAGES, Evidence, Need, need_key
-from .lmc_claims import evaluate_lmc_claims
-from .text import DATASET_NAMES
-from .verdicts import VERDICTS
+from lthlib.util.atomic import atomic_write_text
+from lthlib.config.paper import PROFILE_ORDER, PROFILES, check_choice
+from lthlib.config.experiment import ExperimentConfig, experiment_from_dict
+from lthlib.store.run_store import ExperimentResult, RunStore, resolve_runs_dir
+from lthlib.store.file_checks import df_to_csv_text
+from lthlib.report.claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row
+from lthlib.report.judge import assess, row_fields
+from lthlib.report.evidence import TEST_IMAGES, Evidence, Need, need_key
+from lthlib.report.lmc_claims import evaluate_lmc_claims
+from lthlib.report.text import DATASET_NAMES
+from lthlib.report.verdicts import VERDICTS
 
 DATASETS = ("mnist", "fashionmnist", "cifar10")
 # Frankle et al. 2020's stability statements are about LeNet on MNIST (chapter 8)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import check_choice
-from .analysis import PM_REL_TOL, nearest_level
-from .intervals import sampling_se, weighted_mean
+from lthlib.config.paper import check_choice
+from lthlib.report.analysis import PM_REL_TOL, nearest_level
+from lthlib.report.intervals import sampling_se, weighted_mean
 
 TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
 # Pm ranges ("67.5% >= Pm >= 17.6%") are applied as the claim prints them, up to that print's

@@ -16,14 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import RESNET_LR_SETTINGS, ExperimentConfig
-from ..store import ExperimentResult, RunStore
-from .analysis import level_means, smallest_gap_by_trial, ticket_gaps
-from .chapters import Need
-from .context import Context
-from .evidence import TEST_IMAGES
-from .text import format_duration, format_wall_time, pct
-from .verdicts import sampling_se
+from lthlib.config.paper import RESNET_LR_SETTINGS
+from lthlib.config.experiment import ExperimentConfig
+from lthlib.store.run_store import ExperimentResult, RunStore
+from lthlib.report.analysis import level_means, smallest_gap_by_trial, ticket_gaps
+from lthlib.report.chapters import Need
+from lthlib.report.context import Context
+from lthlib.report.evidence import TEST_IMAGES
+from lthlib.report.text import format_duration, format_wall_time, pct
+from lthlib.report.intervals import sampling_se
 
 
 def late_rewind_label(iteration: int, schedule: str = "from-k") -> str:

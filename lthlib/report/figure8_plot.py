@@ -14,9 +14,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .analysis import aggregate
-from .plots import (LINESTYLES, MARKERS, METRIC_LABELS, RESNET_TICKS, _metrics, _with_dense,
-                    format_pm_axis, style)
+from lthlib.report.analysis import aggregate
+from lthlib.report.plots import (LINESTYLES, MARKERS, METRIC_LABELS, RESNET_TICKS, _metrics,
+                                 _with_dense, format_pm_axis, style)
 
 LR_TITLES = {"lr0.1": "lr 0.1", "lr0.01": "lr 0.01", "lr0.03-warmup": "lr 0.03, warmup"}
 BUDGET_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # the paper's 10K, 20K and 30K of 30K iterations

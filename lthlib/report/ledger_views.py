@@ -9,14 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis import TICKET_PM, nearest_level
-from .claims import CLAIMS, COUNTED_PROFILE, CSV_COLUMNS, TESTING_PROFILES, get_claim
-from .context import Context
-from .evidence import ES, IMP, need_key, trial_values
-from .judge import assess
-from .evaluate import claim_evidence, ledger
-from .intervals import CONFIDENCE, t_quantile, two_sided
-from .text import DATASET_NAMES
+from lthlib.report.analysis import TICKET_PM, nearest_level
+from lthlib.report.claims import CLAIMS, COUNTED_PROFILE, CSV_COLUMNS, TESTING_PROFILES, get_claim
+from lthlib.report.context import Context
+from lthlib.report.evidence import ES, IMP, need_key, trial_values
+from lthlib.report.judge import assess
+from lthlib.report.evaluate import claim_evidence, ledger
+from lthlib.report.intervals import CONFIDENCE, t_quantile, two_sided
+from lthlib.report.text import DATASET_NAMES
 
 CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
                    "07_global_pruning": ("8",)}

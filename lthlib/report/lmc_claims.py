@@ -1,6 +1,6 @@
 """Claims "beyond the paper": Frankle et al. 2020's statements about LeNet's stability to
 SGD noise (linear mode connectivity), judged like the paper's claims on the measurements
-:mod:`lthlib.lmc` stored, and added to the ledger as their own group.
+:mod:`lthlib.studies.lmc` stored, and added to the ledger as their own group.
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..lmc import lmc_profile, lmc_results
-from .claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row
-from .judge import assess, row_fields
-from .evidence import Evidence, need_key, per_trial
-from .verdicts import Below
+from lthlib.studies.lmc import lmc_profile, lmc_results
+from lthlib.report.claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row
+from lthlib.report.judge import assess, row_fields
+from lthlib.report.evidence import Evidence, need_key, per_trial
+from lthlib.report.verdicts import Below
 
 # Our threshold for "no rise in test error": 0.5 pp, twice the ledger's +/- 0.25 pp band for
 # LeNet accuracy equalities (a rise smaller than that is within what the ledger already

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .analysis import PM_REL_TOL, nearest_level
-from .evidence import (ES, IMP, ONESHOT, RANGE_SLACK, Evidence, LevelValues, Need, Values,
-                       difference, in_range, level_values, need_key, quotient, value_at)
-from .intervals import spearman, weighted_mean
+from lthlib.report.analysis import PM_REL_TOL, nearest_level
+from lthlib.report.evidence import (ES, IMP, ONESHOT, RANGE_SLACK, Evidence, LevelValues, Need,
+                                    Values, difference, in_range, level_values, need_key, quotient,
+                                    value_at)
+from lthlib.report.intervals import spearman, weighted_mean
 
 
 def ticket_vs_dense(need: Need, metric: str, pm: float, variant: str = "ticket",

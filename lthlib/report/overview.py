@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import PROFILE_ORDER
-from ..store import RunStore
-from .chapters import CHAPTERS, Need, complete_profiles, finished_trials, resolve_trials
-from .text import (DATASET_NAMES, PAPER_TRIALS, describe_record_hardware, format_duration,
-                   wall_time_partial)
+from lthlib.config.paper import PROFILE_ORDER
+from lthlib.store.run_store import RunStore
+from lthlib.report.chapters import (CHAPTERS, Need, complete_profiles, finished_trials,
+                                    resolve_trials)
+from lthlib.report.text import (DATASET_NAMES, PAPER_TRIALS, describe_record_hardware,
+                                format_duration, wall_time_partial)
 
 
 def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
@@ -54,7 +55,7 @@ def runs_overview(runs_dir: str | Path | None = None) -> pd.DataFrame:
         trials=("seed", "nunique"), hardware=("hardware", lambda s: "; ".join(sorted(set(s)))),
         wall=("wall_time_s", "sum"), reused=("reused_s", "sum"),
         partial=("partial", "any")).reset_index()
-    # an extended trial's time includes the networks it reused (lthlib.reuse): say how much,
+    # an extended trial's time includes the networks it reused (lthlib.store.extension): say how much,
     # so that adding up the rows does not count that training twice
     out["training time"] = [
         ("at least " if part else "") + format_duration(wall)

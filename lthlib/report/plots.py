@@ -27,8 +27,8 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from ..atomic import atomic_save
-from .analysis import FIGURE3_PM, PM_REL_TOL, aggregate, nearest_level
+from lthlib.util.atomic import atomic_save
+from lthlib.report.analysis import FIGURE3_PM, PM_REL_TOL, aggregate, nearest_level
 
 # Pm (percent) values the paper labels on its LeNet axes: preferred ticks when present.
 PAPER_TICKS = (100.0, 51.3, 21.1, 7.0, 3.6, 1.9)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import experiment_from_dict, make_experiment
-from ..store import RunStore
-from .text import pct
+from lthlib.config.experiment import experiment_from_dict, make_experiment
+from lthlib.store.run_store import RunStore
+from lthlib.report.text import pct
 
 
 def replicated_controls(dataset: str, profile: str = "paper", experiment: str = "imp",

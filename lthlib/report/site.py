@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from ..paths import repo_root
+from lthlib.util.paths import repo_root
 
 
 def toc_pages(root: Path | None = None) -> list[str]:

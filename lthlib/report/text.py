@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ..config import paper_train, profile_deviations
+from lthlib.config.paper import paper_train
+from lthlib.config.profiles import profile_deviations
 
 DATASET_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 PAPER_TRIALS = 5  # trials per point in the paper's main body
@@ -102,7 +103,7 @@ def show_table(df: pd.DataFrame, floatfmt: str = "g") -> Any:
 
 
 
-# Column names of the analysis tables (lthlib.tickets, ticket_prose) as a reader reads them,
+# Column names of the analysis tables (lthlib.experiments.tickets, ticket_prose) as a reader reads them,
 # and how each is written: "pct" a share as a percentage, "pp" a fraction of the test set in
 # percentage points, "x" a ratio, "n" a count, "pm" the percentage of weights remaining.
 READABLE_COLUMNS = {

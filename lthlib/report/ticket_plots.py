@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..store import TrialRecord
-from ..tickets import (input_connectivity, level_pm, random_masks_like, reinit_mask_matches,
-                      survivor_values, theta0, ticket_masks)
+from lthlib.store.run_store import TrialRecord
+from lthlib.experiments.tickets import (input_connectivity, level_pm, random_masks_like,
+                                        reinit_mask_matches, survivor_values, theta0, ticket_masks)
 
 def _pm_axis(ax: plt.Axes, pms: Sequence[float]) -> None:
     """Log Pm axis, largest on the left, ticks at the plotted sizes."""

@@ -1,6 +1,6 @@
 """The sentences and tables of the chapter that looks inside the tickets (connectivity,
 survivors' initial values, overlap across seeds, stability to SGD noise), every number
-computed from the tables of :mod:`lthlib.tickets` and the measurements of :mod:`lthlib.lmc`.
+computed from the tables of :mod:`lthlib.experiments.tickets` and the measurements of :mod:`lthlib.studies.lmc`.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..store import TrialRecord
-from ..tickets import reinit_mask_matches, theta0
-from .analysis import TICKET_PM, closest_level
-from .text import DATASET_NAMES, describe_record_hardware, format_duration, pct
+from lthlib.store.run_store import TrialRecord
+from lthlib.experiments.tickets import reinit_mask_matches, theta0
+from lthlib.report.analysis import TICKET_PM, closest_level
+from lthlib.report.text import DATASET_NAMES, describe_record_hardware, format_duration, pct
 
 TOL = 0.10  # "above"/"below" chance: more than 10% away from it, else "at"
 

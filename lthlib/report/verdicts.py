@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .intervals import (CONFIDENCE, MIN_TRIALS, Z, Interval, sampling_se, spearman,
-                        weighted_mean)
+from lthlib.report.intervals import (CONFIDENCE, MIN_TRIALS, Z, Interval, sampling_se, spearman,
+                                     weighted_mean)
 
 __all__ = ["VERDICTS", "CONFIDENCE", "MIN_TRIALS", "Z", "Interval", "sampling_se",
            "spearman", "weighted_mean", "inequality", "equality", "ratio", "every_level",

@@ -1,0 +1,2 @@
+"""The population engine: many fully-connected networks trained at once, number for number.
+"""

@@ -1,0 +1,41 @@
+"""Chapter 7.7's stability map, cost plan and opening answer, read from the committed store."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from lthlib.report import stability_view as sv
+from lthlib.studies.stability import stability_results
+
+
+def test_table_and_figure_show_every_finished_pair():
+    sums, paths = stability_results()
+    table = sv.stability_table()
+    assert len(sums) >= 1 and table["seeds"].sum() == len(sums)
+    assert (paths.groupby(["label", "seed"]).size() == 11).all()  # 11 points per path
+    one = table[table["seeds"] == 1]
+    assert (one["95% CI (pp)"] == "– (one seed)").all()
+    fig = sv.stability_figure()
+    assert fig is not None and len(fig.axes) == 2
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+
+
+def test_progress_and_cost_plan_follow_the_records():
+    prog = sv.map_progress()
+    assert len(prog) == 30 and prog["done"].sum() == len(stability_results()[0])
+    plan = sv.cost_plan()
+    hours = plan[[c for c in plan.columns if c.startswith("core-hours")]]
+    assert len(plan) == 3 and (hours > 0).all().all()
+    assert plan["network-equivalents"].tolist()[0] == 60
+
+
+def test_opening_answer_reads_the_ledger():
+    ledger = pd.read_csv(sv.resolve_runs_dir() / "claims.csv")
+    text = sv.figure8_answer(ledger)
+    gap = ledger[(ledger["claim"] == "fig8-lr0.1-no-winning-tickets")
+                 & (ledger["dataset"] == "fashionmnist")].iloc[0]
+    assert f"{float(gap['ours']):+.2f} pp" in text
+    assert "not trained out" in text and text.count("\n\n") == 2
