@@ -9,8 +9,8 @@ Modules, each with one job (imports point down the list):
 - :mod:`.analysis`: the per-level statistics every table, figure and sentence uses;
 - :mod:`.chapters`, :mod:`.context`: the chapter registry, :func:`prepare` and the
   :class:`Context` of a chapter's results; :mod:`.replicates`, :mod:`.overview`: tables;
-- :mod:`.verdicts`, :mod:`.evidence`, :mod:`.claims`, :mod:`.judge`, :mod:`.evaluate`,
-  :mod:`.lmc_claims`, :mod:`.ledger_views`: the claims ledger, from rules to reading;
+- :mod:`.claims`: the claims ledger, from the paper's claims as data and the rules that
+  judge them to the table a reader sees;
 - :mod:`.plots`, :mod:`.ticket_plots`: figures; :mod:`.figure8`: chapter 7.7's settings;
   :mod:`.discussion`, :mod:`.ticket_prose`,
   :mod:`.demos`: the chapters' prose and live checks;
@@ -19,15 +19,16 @@ Modules, each with one job (imports point down the list):
 """
 from __future__ import annotations
 
-from lthlib.report import (analysis, claims, demos, discussion, figure8, ledger_views, lmc_claims,
-                           plots, ticket_plots, ticket_prose, verdicts)
+from lthlib.report import (analysis, claims, demos, discussion, figure8, plots, ticket_plots,
+                           ticket_prose)
+from lthlib.report.claims import paper_claims, stability_claims, verdict_rules, views
 from lthlib.report.analysis import (compare_levels, gaps_by_trial, level_means,
                                     smallest_gap_by_trial, ticket_gaps)
 from lthlib.report.chapters import (CHAPTERS, Chapter, Need, chapter_path, compute_allowed,
                                     get_chapter)
 from lthlib.report.context import Context, prepare, with_stored_datasets
-from lthlib.report.evaluate import ledger, ledger_summary
-from lthlib.report.ledger_views import (chapter_ledger, evidence_note, ratio_example,
+from lthlib.report.claims.claims_csv import ledger, ledger_summary
+from lthlib.report.claims.views import (chapter_ledger, evidence_note, ratio_example,
                                         verdict_counts, verdict_list, verdict_table)
 from lthlib.report.overview import coverage_table, coverage_text, runs_overview
 from lthlib.report.replicates import (replicate_shift, replicate_table, replicate_text,
@@ -36,9 +37,8 @@ from lthlib.report.text import (DATASET_NAMES, OUR_CHOICES, deviations_markdown,
                                 show_markdown, show_table)
 
 __all__ = [
-    "analysis", "claims", "demos", "discussion", "figure8", "ledger_views", "lmc_claims",
-    "plots",
-    "ticket_plots", "ticket_prose", "verdicts",
+    "analysis", "claims", "demos", "discussion", "figure8", "paper_claims", "plots",
+    "stability_claims", "ticket_plots", "ticket_prose", "verdict_rules", "views",
     "CHAPTERS", "Chapter", "Need", "Context", "chapter_path", "compute_allowed",
     "get_chapter", "prepare", "with_stored_datasets",
     "compare_levels", "gaps_by_trial", "level_means", "smallest_gap_by_trial", "ticket_gaps",

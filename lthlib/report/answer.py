@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from lthlib.report.claims import CLAIMS, get_claim
-from lthlib.report.evaluate import ledger_summary
-from lthlib.report.ledger_views import ledger_number
+from lthlib.report.claims.paper_claims import CLAIMS, get_claim
+from lthlib.report.claims.claims_csv import ledger_summary
+from lthlib.report.claims.views import ledger_number
 from lthlib.report.text import DATASET_NAMES
 
 # the paper's figures in reading order, each with its claim in a few words (prose, no numbers)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from lthlib.report.analysis import TICKET_PM, closest_level, level_means
 from lthlib.report.context import Context
-from lthlib.report.ledger_views import claim_detail, claim_value
+from lthlib.report.claims.views import claim_detail, claim_value
 from lthlib.report.text import DATASET_NAMES, pct
 
 

@@ -22,9 +22,9 @@ from lthlib.store.run_store import ExperimentResult, RunStore
 from lthlib.report.analysis import level_means, smallest_gap_by_trial, ticket_gaps
 from lthlib.report.chapters import Need
 from lthlib.report.context import Context
-from lthlib.report.evidence import TEST_IMAGES
+from lthlib.report.claims.evidence import TEST_IMAGES
 from lthlib.report.text import format_duration, format_wall_time, pct
-from lthlib.report.intervals import sampling_se
+from lthlib.report.claims.intervals import sampling_se
 
 
 def late_rewind_label(iteration: int, schedule: str = "from-k") -> str:

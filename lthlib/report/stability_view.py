@@ -18,7 +18,7 @@ import pandas as pd
 from lthlib.studies.stability import pair_dir, stability_results
 from lthlib.studies.stability_map import MAP_REWINDS, SETTINGS, map_plan
 from lthlib.store.run_store import resolve_runs_dir
-from lthlib.report.intervals import t_quantile
+from lthlib.report.claims.intervals import t_quantile
 
 # what each bar of the map is, in the order it is drawn
 KINDS = (("dense", False, "dense from θ0"), ("dense", True, "dense from θ0, augmented"),

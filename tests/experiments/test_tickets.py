@@ -9,7 +9,7 @@ from torch import nn
 
 from lthlib.studies import lmc
 from lthlib.experiments import tickets
-from lthlib.report import lmc_claims
+from lthlib.report.claims import stability_claims as lmc_claims
 
 
 # --- masks: connectivity, survivors, overlap -------------------------------------------------
@@ -230,8 +230,8 @@ def _lmc_summary(seeds, dense_inst, ticket_inst, ticket_err):
 
 
 def test_lmc_claims_judge_known_summaries():
-    from lthlib.report.judge import assess
-    from lthlib.report.evidence import Evidence, need_key
+    from lthlib.report.claims.judge import assess
+    from lthlib.report.claims.evidence import Evidence, need_key
     stable_at_init, matching_stable = lmc_claims.lmc_claims()
     # the last ticket no longer matches (error 3 pp above dense): its instability is ignored
     s = _lmc_summary([3, 4, 5], 0.001, [0.002, 0.001, 0.04], [0.018, 0.021, 0.05])
@@ -248,7 +248,7 @@ def test_lmc_claims_judge_known_summaries():
 
 
 def test_lmc_ledger_rows_have_the_ledger_columns(smoke_store):
-    from lthlib.report.claims import CSV_COLUMNS
+    from lthlib.report.claims.paper_claims import CSV_COLUMNS
     root, trs = smoke_store
     lmc.ensure_lmc(trs, [0, 1, 2], 5, root)
     df = lmc_claims.evaluate_lmc_claims(root, ("mnist",))

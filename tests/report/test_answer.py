@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lthlib.report import answer
-from lthlib.report.claims import CLAIMS
+from lthlib.report.claims.paper_claims import CLAIMS
 
 
 def _ledger(verdict_of) -> pd.DataFrame:

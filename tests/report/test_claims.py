@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lthlib.report import analysis, claims, evaluate, evidence, measures, verdicts
-from lthlib.report.judge import Assessment, assess
+from lthlib.report import analysis
+from lthlib.report.claims import (paper_claims as claims, claims_csv as evaluate, evidence,
+                                  measures, verdict_rules as verdicts)
+from lthlib.report.claims.judge import Assessment, assess
 from lthlib.config.experiment import make_experiment
 from lthlib.store.run_store import RunStore
-from lthlib.report.verdicts import Below
+from lthlib.report.claims.verdict_rules import Below
 
 LEVEL_PMS = (1.0, .8, .64, .513, .41, .328, .262, .211, .168, .135, .107, .086, .07, .055,
              .044, .036, .029, .023, .019)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lthlib.report import claims, evaluate
+from lthlib.report.claims import paper_claims as claims, claims_csv as evaluate
 
 PINNED: dict[tuple[str, str], str] = {
     # mnist

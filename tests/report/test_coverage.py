@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lthlib.report import coverage
+from lthlib.report.claims import coverage
 
 
 @pytest.fixture(scope="module")

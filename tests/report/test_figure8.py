@@ -94,7 +94,7 @@ def test_late_rewinding_is_never_pooled_with_the_papers_setting(tmp_path) -> Non
     no claim of the paper is judged on it, and it has its own row."""
     import shutil
 
-    from lthlib.report.evaluate import store_inventory
+    from lthlib.report.claims.claims_csv import store_inventory
     from lthlib.report.overview import runs_overview
     from lthlib.store.run_store import RunStore
     root = Path(__file__).resolve().parents[2] / "runs"

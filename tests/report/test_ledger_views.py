@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lthlib.report import claims, evaluate, evidence, judge, ledger_views
+from lthlib.report.claims import (paper_claims as claims, claims_csv as evaluate, evidence, judge,
+                                  views as ledger_views)
 from lthlib.store.run_store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))

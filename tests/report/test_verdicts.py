@@ -1,4 +1,4 @@
-"""The verdict rules of lthlib.report.verdicts on hand-made trials whose answer is known, one
+"""The verdict rules of lthlib.report.claims.verdict_rules on hand-made trials whose answer is known, one
 test per rule, including each lenient case the old rules let through."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lthlib.report import intervals as I
-from lthlib.report import verdicts as V
+from lthlib.report.claims import intervals as I
+from lthlib.report.claims import verdict_rules as V
 
 
 def mean_of(trials) -> V.Interval:

@@ -1,9 +1,9 @@
 """The evidence a claim is measured on: stored summaries and curves by experiment, each trial
-with a weight, and the measurements the claims ledger is built from (:mod:`lthlib.report.claims`).
+with a weight, and the measurements the claims ledger is built from (:mod:`lthlib.report.claims.paper_claims`).
 
 Every measurement returns one value per row of the trial weights: all-ones weights give the
 claim's number over all trials, leave-one-out weights the recomputations its jackknife
-interval is built from (:mod:`lthlib.report.intervals`). Means are over trials of per-trial means over replicates,
+interval is built from (:mod:`lthlib.report.claims.intervals`). Means are over trials of per-trial means over replicates,
 so a level stored with one re-initialisation per trial and one with three weigh trials
 alike.
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from lthlib.config.paper import check_choice
 from lthlib.report.analysis import PM_REL_TOL, nearest_level
-from lthlib.report.intervals import sampling_se, weighted_mean
+from lthlib.report.claims.intervals import sampling_se, weighted_mean
 
 TEST_IMAGES = 10_000  # MNIST, FashionMNIST and CIFAR-10 all hold out 10,000 test images
 # Pm ranges ("67.5% >= Pm >= 17.6%") are applied as the claim prints them, up to that print's

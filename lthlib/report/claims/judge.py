@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from lthlib.report.claims import Claim, round_value
-from lthlib.report.evidence import Evidence, LevelValues, Measured, Sampling, need_key
-from lthlib.report.intervals import (MIN_TRIALS, Z, Interval, jackknife_se, leave_one_out,
-                                     t_interval)
-from lthlib.report.verdicts import EveryLevel, LevelRule, MaxNear, Monotone, Rule
+from lthlib.report.claims.paper_claims import Claim, round_value
+from lthlib.report.claims.evidence import Evidence, LevelValues, Measured, Sampling, need_key
+from lthlib.report.claims.intervals import (MIN_TRIALS, Z, Interval, jackknife_se, leave_one_out,
+                                            t_interval)
+from lthlib.report.claims.verdict_rules import EveryLevel, LevelRule, MaxNear, Monotone, Rule
 
 
 @dataclass(frozen=True)

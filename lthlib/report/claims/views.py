@@ -10,12 +10,13 @@ from typing import Any
 import pandas as pd
 
 from lthlib.report.analysis import TICKET_PM, nearest_level
-from lthlib.report.claims import CLAIMS, COUNTED_PROFILE, CSV_COLUMNS, TESTING_PROFILES, get_claim
+from lthlib.report.claims.paper_claims import (CLAIMS, COUNTED_PROFILE, CSV_COLUMNS,
+                                               TESTING_PROFILES, get_claim)
 from lthlib.report.context import Context
-from lthlib.report.evidence import ES, IMP, need_key, trial_values
-from lthlib.report.judge import assess
-from lthlib.report.evaluate import claim_evidence, ledger
-from lthlib.report.intervals import CONFIDENCE, t_quantile, two_sided
+from lthlib.report.claims.evidence import ES, IMP, need_key, trial_values
+from lthlib.report.claims.judge import assess
+from lthlib.report.claims.claims_csv import claim_evidence, ledger
+from lthlib.report.claims.intervals import CONFIDENCE, t_quantile, two_sided
 from lthlib.report.text import DATASET_NAMES
 
 CHAPTER_FIGURES = {"05_figure1": ("1",), "06_iterative_pruning": ("3", "4a", "4b", "12", "4c"),
@@ -136,7 +137,7 @@ def verdict_counts(df: pd.DataFrame) -> str:
 
 def evidence_note(df: pd.DataFrame) -> str:
     """Which profiles count in the totals and how many verdicts are only indicative,
-    computed from the ledger and :data:`lthlib.report.claims.TESTING_PROFILES`."""
+    computed from the ledger and :data:`lthlib.report.claims.paper_claims.TESTING_PROFILES`."""
     named = "; ".join(f"Figure {fig}: " + ", ".join(f"`{p}`" for p in profs)
                       for fig, profs in TESTING_PROFILES.items() if profs)
     text = (f"Counted: verdicts at the `{COUNTED_PROFILE}` profile"

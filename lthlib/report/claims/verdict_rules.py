@@ -2,10 +2,10 @@
 
 A claim's number is a function of per-trial values, and trials disagree. So every verdict is
 taken on a 95% interval, not on the number alone: a jackknife t-interval
-(:mod:`lthlib.report.intervals`), which for a mean over trials is the paired Student-t
+(:mod:`lthlib.report.claims.intervals`), which for a mean over trials is the paired Student-t
 interval (a ticket minus the re-init, dense network or one-shot run of its own seed) and for
 a ratio of means the delta-method t-interval. Its coverage is measured by
-:mod:`lthlib.report.coverage`.
+:mod:`lthlib.report.claims.coverage`.
 
 Each kind of claim has one small rule, a pure function of the interval:
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lthlib.report.intervals import (CONFIDENCE, MIN_TRIALS, Z, Interval, sampling_se, spearman,
-                                     weighted_mean)
+from lthlib.report.claims.intervals import (CONFIDENCE, MIN_TRIALS, Z, Interval, sampling_se,
+                                            spearman, weighted_mean)
 
 __all__ = ["VERDICTS", "CONFIDENCE", "MIN_TRIALS", "Z", "Interval", "sampling_se",
            "spearman", "weighted_mean", "inequality", "equality", "ratio", "every_level",

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from lthlib.studies.lmc import lmc_profile, lmc_results
-from lthlib.report.claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row
-from lthlib.report.judge import assess, row_fields
-from lthlib.report.evidence import Evidence, need_key, per_trial
-from lthlib.report.verdicts import Below
+from lthlib.report.claims.paper_claims import EVIDENCE, Claim, claim, ledger_frame, ledger_row
+from lthlib.report.claims.judge import assess, row_fields
+from lthlib.report.claims.evidence import Evidence, need_key, per_trial
+from lthlib.report.claims.verdict_rules import Below
 
 # Our threshold for "no rise in test error": 0.5 pp, twice the ledger's +/- 0.25 pp band for
 # LeNet accuracy equalities (a rise smaller than that is within what the ledger already

@@ -1,10 +1,10 @@
 """The claims ledger's content: every numeric claim of the paper's Figures 1, 3, 4a, 4b/12, 4c
 and 8 as data, with the function that measures it on our results and the rule that turns
-the measurement into a verdict. No verdict is typed by hand: :mod:`lthlib.report.judge`
-judges a claim on its evidence and :mod:`lthlib.report.evaluate` every claim on the store.
+the measurement into a verdict. No verdict is typed by hand: :mod:`lthlib.report.claims.judge`
+judges a claim on its evidence and :mod:`lthlib.report.claims.claims_csv` every claim on the store.
 
 Each claim's number is computed from per-trial values and given with a 95% t-interval
-(:mod:`lthlib.report.intervals`): paired, so a ticket is always compared with the re-init,
+(:mod:`lthlib.report.claims.intervals`): paired, so a ticket is always compared with the re-init,
 dense network or one-shot run of its own seed. A claim resting on very few trials (Figure
 8's) also states ``sampling``: the standard error the test set's sampling alone puts on its
 number, which the interval must reach at least 1.96 times either side. A claim with a
@@ -19,11 +19,11 @@ experiment, the Pm level, or the dataset a claim needs is missing).
 Only verdicts at the ``paper`` profile, or at a profile named in :data:`TESTING_PROFILES` for
 the claim's figure, count as evidence; verdicts from shortened profiles are "indicative".
 
-The measurements live in :mod:`lthlib.report.evidence` (Pm levels are matched within
+The measurements live in :mod:`lthlib.report.claims.evidence` (Pm levels are matched within
 :data:`~lthlib.report.analysis.PM_REL_TOL`). To add a claim, append a :func:`claim` to
 :data:`CLAIMS` (or to a new tuple joined to it) with a ``group`` (:data:`GROUPS`) and a rule
-object from :mod:`lthlib.report.verdicts`; its ``compute`` returns one value per row of the
-trial weights (:func:`~lthlib.report.evidence.per_trial` turns a number computed on each
+object from :mod:`lthlib.report.claims.verdict_rules`; its ``compute`` returns one value per row of the
+trial weights (:func:`~lthlib.report.claims.evidence.per_trial` turns a number computed on each
 trial's rows into one).
 """
 from __future__ import annotations
@@ -37,15 +37,16 @@ from typing import Any
 import pandas as pd
 
 from lthlib.config.paper import check_choice
-from lthlib.report.evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP, IT,
-                                    ONESHOT, PP, Evidence, Measured, Need, Sampling, contrast,
-                                    difference, need_key, network_se, quotient, sampling_floor,
-                                    value_at)
-from lthlib.report.measures import (gaps_by_level, iterative_vs_oneshot, learning_advantage,
-                                    levels_of, peak_gain, pct_at, rank_corr, rank_corr_random,
-                                    ratio_to_dense, reduce_levels, ticket_vs_dense, variant_gap)
-from lthlib.report.verdicts import (Above, Below, EveryLevel, MaxNear, Monotone, Near, RatioNear,
-                                    Rule)
+from lthlib.report.claims.evidence import (ES, ES_ACC, ES_TRAIN, FIG8, FINAL_ACC, FINAL_TRAIN, IMP,
+                                           IT, ONESHOT, PP, Evidence, Measured, Need, Sampling,
+                                           contrast, difference, need_key, network_se, quotient,
+                                           sampling_floor, value_at)
+from lthlib.report.claims.measures import (gaps_by_level, iterative_vs_oneshot, learning_advantage,
+                                           levels_of, peak_gain, pct_at, rank_corr,
+                                           rank_corr_random, ratio_to_dense, reduce_levels,
+                                           ticket_vs_dense, variant_gap)
+from lthlib.report.claims.verdict_rules import (Above, Below, EveryLevel, MaxNear, Monotone, Near,
+                                                RatioNear, Rule)
 
 __all__ = ["CLAIMS", "Claim", "claim", "get_claim", "claims_table", "TESTING_PROFILES",
            "CSV_COLUMNS"]

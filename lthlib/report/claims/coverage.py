@@ -1,6 +1,6 @@
 """How often the ledger's intervals cover the truth, measured by simulation.
 
-Each interval method of :mod:`lthlib.report.intervals` is applied to many simulated sets of
+Each interval method of :mod:`lthlib.report.claims.intervals` is applied to many simulated sets of
 n trials drawn from a known distribution, and we count how often its 95% interval holds the
 true value: the mean of paired differences (Student-t), a ratio of two paired means (the
 jackknife delta-method t), the mean of per-trial rank correlations (Student-t on a bounded,
@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lthlib.report.intervals import CONFIDENCE, jackknife_se, spearman, t_quantile, two_sided
+from lthlib.report.claims.intervals import (CONFIDENCE, jackknife_se, spearman, t_quantile,
+                                            two_sided)
 
 TRIALS = (3, 5, 8)
 SHAPES = ("normal", "skewed")

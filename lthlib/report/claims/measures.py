@@ -1,5 +1,5 @@
-"""The measurements the claims ledger is built from (:mod:`lthlib.report.claims`), each a
-function of the evidence (:mod:`lthlib.report.evidence`) that returns one value per row of
+"""The measurements the claims ledger is built from (:mod:`lthlib.report.claims.paper_claims`), each a
+function of the evidence (:mod:`lthlib.report.claims.evidence`) that returns one value per row of
 the trial weights: a ticket against the dense network or its re-initialisation, per-level
 gaps, ratios of means, rank correlations, best levels and Figure 3's learning curves.
 """
@@ -11,10 +11,10 @@ from collections.abc import Callable
 import numpy as np
 
 from lthlib.report.analysis import PM_REL_TOL, nearest_level
-from lthlib.report.evidence import (ES, IMP, ONESHOT, RANGE_SLACK, Evidence, LevelValues, Need,
-                                    Values, difference, in_range, level_values, need_key, quotient,
-                                    value_at)
-from lthlib.report.intervals import spearman, weighted_mean
+from lthlib.report.claims.evidence import (ES, IMP, ONESHOT, RANGE_SLACK, Evidence, LevelValues,
+                                           Need, Values, difference, in_range, level_values,
+                                           need_key, quotient, value_at)
+from lthlib.report.claims.intervals import spearman, weighted_mean
 
 
 def ticket_vs_dense(need: Need, metric: str, pm: float, variant: str = "ticket",

@@ -1,11 +1,11 @@
-"""The claims ledger read from the store: each claim of :mod:`lthlib.report.claims` judged on
+"""The claims ledger read from the store: each claim of :mod:`lthlib.report.claims.paper_claims` judged on
 the finished trials of ``runs/``, one row per claim and dataset, written to
 ``runs/claims.csv``. Nothing is trained: results are read with
 :meth:`lthlib.store.run_store.RunStore.results`.
 
 Each claim uses the largest profile at which every experiment it needs has finished
 trials; verdicts at the ``paper`` profile (or one in
-:data:`~lthlib.report.claims.TESTING_PROFILES`) count, the others are indicative.
+:data:`~lthlib.report.claims.paper_claims.TESTING_PROFILES`) count, the others are indicative.
 """
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from lthlib.config.paper import PROFILE_ORDER, PROFILES, check_choice
 from lthlib.config.experiment import ExperimentConfig, experiment_from_dict
 from lthlib.store.run_store import ExperimentResult, RunStore, resolve_runs_dir
 from lthlib.store.file_checks import df_to_csv_text
-from lthlib.report.claims import CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame, ledger_row
-from lthlib.report.judge import assess, row_fields
-from lthlib.report.evidence import TEST_IMAGES, Evidence, Need, need_key
-from lthlib.report.lmc_claims import evaluate_lmc_claims
+from lthlib.report.claims.paper_claims import (CLAIMS, EVIDENCE, Claim, get_claim, ledger_frame,
+                                               ledger_row)
+from lthlib.report.claims.judge import assess, row_fields
+from lthlib.report.claims.evidence import TEST_IMAGES, Evidence, Need, need_key
+from lthlib.report.claims.stability_claims import evaluate_lmc_claims
 from lthlib.report.text import DATASET_NAMES
-from lthlib.report.verdicts import VERDICTS
+from lthlib.report.claims.verdict_rules import VERDICTS
 
 DATASETS = ("mnist", "fashionmnist", "cifar10")
 # Frankle et al. 2020's stability statements are about LeNet on MNIST (chapter 8)
@@ -183,7 +184,7 @@ def ledger(runs_dir: str | Path | None = None, datasets: Sequence[str] | None = 
            profile: str | None = None, figures: tuple[str, ...] | None = None,
            write: bool = False) -> pd.DataFrame:
     """The claims ledger as the book shows it: :func:`evaluate_claims` and, for the whole
-    ledger, the "beyond the paper" rows of :mod:`lthlib.report.lmc_claims`.
+    ledger, the "beyond the paper" rows of :mod:`lthlib.report.claims.stability_claims`.
 
     ``profile`` None or "auto": each claim at the largest profile with results. ``figures``
     restricts the claims (e.g. ``("1",)``). ``write`` stores it as ``<runs>/claims.csv``.

@@ -8,7 +8,7 @@ when both sides come from the same seeds) the jackknife error is exactly s / sqr
 interval *is* the paired Student-t interval; for a smooth function of means (a ratio of
 means) it is the delta-method t-interval. Claims about every level use a simultaneous band:
 each level's interval at confidence 1 - (1 - c) / m for m levels (Bonferroni), so that all
-m hold together with probability at least c. :mod:`lthlib.report.coverage` measures how
+m hold together with probability at least c. :mod:`lthlib.report.claims.coverage` measures how
 often each of these covers the truth.
 
 Student's t distribution is computed here (no SciPy): its distribution function in closed
