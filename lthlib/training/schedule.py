@@ -91,6 +91,11 @@ class StackedOptimizer:
             self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
             self.step_count = torch.zeros((), dtype=torch.float32, device=params[0].device)
             self.steps = [self.step_count] * len(params)
+            # the kernel's arguments that never change, built once: step passes them as is
+            self.fixed: dict[str, object] = dict(
+                amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
+                weight_decay=cfg.weight_decay, eps=ADAM_EPS, maximize=False, grad_scale=None,
+                found_inf=None)
             self.fused = hasattr(torch, "_fused_adam_") and self._fused_works(params[0])
             if self.fused:
                 return
@@ -102,24 +107,19 @@ class StackedOptimizer:
         """Whether this torch has a fused Adam kernel for the device (probe on scratch)."""
         probe = [[torch.ones(3, dtype=like.dtype, device=like.device)] for _ in range(4)]
         try:
-            self._fused_call(*probe, [torch.ones((), device=like.device)], 1e-3)
+            torch._fused_adam_(*probe, [], [torch.ones((), device=like.device)], lr=1e-3,
+                               **self.fixed)
         except (RuntimeError, TypeError, NotImplementedError):
             return False
         return True
 
-    def _fused_call(self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                    exp_avg_sqs: list[Tensor], steps: list[Tensor], lr: float) -> None:
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
-                           lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
-                           weight_decay=self.cfg.weight_decay, eps=ADAM_EPS, maximize=False,
-                           grad_scale=None, found_inf=None)
-
     def step(self, lr: float) -> None:
-        """One update of every tensor at learning rate ``lr``."""
+        """One update of every tensor at learning rate ``lr``: the kernel is called from
+        here, one call below the training loop."""
         if self.fused:
             self.step_count.add_(1)
-            self._fused_call(self.params, self.grads, self.exp_avgs, self.exp_avg_sqs,
-                             self.steps, lr)
+            torch._fused_adam_(self.params, self.grads, self.exp_avgs, self.exp_avg_sqs, [],
+                               self.steps, lr=lr, **self.fixed)
             return
         assert self.opt is not None
         for group in self.opt.param_groups:

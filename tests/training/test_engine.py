@@ -311,11 +311,18 @@ def test_threaded_parts_wait_for_queued_steps_and_report_a_failed_one():
     from lthlib.training.population.thread_parts import ThreadedParts
 
     class Part:
-        def __init__(self, k, fail_at=None):
-            self.k, self.n, self.fail_at = k, 0, fail_at
+        """Counts its updates; its optimizer fails at update ``fail_at``."""
 
-        def step(self, x, y, lr):
+        def __init__(self, k, fail_at=None):
+            self.k, self.n, self.fail_at, self.updates = k, 0, fail_at, []
+            self.opt = self
+
+        def gradients(self, x, y):
+            self.batch = x
+
+        def step(self, lr):  # the optimizer's step
             self.n += 1
+            self.updates.append((self.batch, lr))
             if self.n == self.fail_at:
                 raise RuntimeError(f"step {self.n} failed")
 
@@ -325,15 +332,24 @@ def test_threaded_parts_wait_for_queued_steps_and_report_a_failed_one():
         def final_states(self):
             return [{"steps": torch.tensor(self.n)}] * self.k
 
+    def step_all(parts, it):
+        """What the engine's loop does: queue parts 1.., then step part 0 here."""
+        lr = 0.1 / (it + 1)
+        parts.queue_steps([f"x0-{it}", f"x1-{it}"], [None, None], lr)
+        parts.parts[0].gradients(f"x0-{it}", None)
+        parts.parts[0].opt.step(lr)
+
     parts = ThreadedParts([Part(1), Part(2)], ahead=2)
-    for _ in range(9):
-        parts.step([None, None], [None, None], 0.1)
+    for it in range(9):
+        step_all(parts, it)
     assert parts.k == 3 and parts.evaluate(None) == ([9.0] * 3, [0.5] * 3)
     assert [int(s["steps"]) for s in parts.final_states()] == [9, 9, 9]
+    for j, part in enumerate(parts.parts):  # each part got its own batch and the lr, in order
+        assert part.updates == [(f"x{j}-{it}", 0.1 / (it + 1)) for it in range(9)]
     parts.close()
     bad = ThreadedParts([Part(1), Part(1, fail_at=3)])
-    for _ in range(5):
-        bad.step([None, None], [None, None], 0.1)
+    for it in range(5):
+        step_all(bad, it)
     with pytest.raises(RuntimeError, match="step 3 failed"):
         bad.final_states()
     bad.close()

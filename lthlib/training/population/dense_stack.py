@@ -4,11 +4,12 @@ One LeNet step at batch 60 leaves a CPU core mostly waiting on per-op overhead a
 idle, so K networks of one architecture train together: parameters are stacked to
 (K, out, in), layer 1 is a single GEMM for every member when they share a minibatch (a
 "paired design") and batched matmuls (bmm) everywhere else; forward and backward are written
-out by hand (no autograd graph) into pre-allocated buffers, and one optimizer step updates
-all members. Adam and SGD are elementwise, so stacking keeps the members independent; masks
-zero the gradient of pruned weights, which start at exactly 0 and so stay exactly 0. Each
-member's weights are bit for bit those :func:`lthlib.training.one_network.train` gives it alone at the same
-thread count (``tests/training/test_engine.py``).
+out by hand (no autograd graph) into pre-allocated buffers, and one optimizer step, which
+the engine's loop makes, updates all members. Adam and SGD are elementwise, so stacking
+keeps the members independent; masks zero the gradient of pruned weights, which start at
+exactly 0 and so stay exactly 0. Each member's weights are bit for bit those
+:func:`lthlib.training.one_network.train` gives it alone at the same thread count
+(``tests/training/test_engine.py``).
 """
 from __future__ import annotations
 
@@ -117,10 +118,11 @@ class DenseStack(StackedWeights):
                               [b.detach().clone() for b in self.biases], list(self.density),
                               self.device)
 
-    # -- training step: forward and backward by hand, then one optimizer step --------------
+    # -- gradients: forward and backward by hand; the training loop then steps ``opt`` -----
 
-    def step(self, x: Tensor, y: Tensor, lr: float) -> None:
-        """One update of every member. x: (B, D) shared or (K, B, D) per member; y alike."""
+    def gradients(self, x: Tensor, y: Tensor) -> None:
+        """Every member's masked gradients into :attr:`wgrads` and :attr:`bgrads`, for the
+        update ``opt.step`` makes next. x: (B, D) shared or (K, B, D) per member; y alike."""
         k = self.k
         w, b = self.weights, self.biases
         shared = x.dim() == 2
@@ -167,8 +169,7 @@ class DenseStack(StackedWeights):
         for g, m in zip(self.wgrads, self.masks):
             if m is not None:
                 g.mul_(m)
-        self.opt.step(lr)
-        self.version += 1
+        self.version += 1  # the update follows: cached evaluation copies go stale
 
     def final_states(self) -> list[dict[str, Tensor]]:
         """Every member's plain state dict (CPU copies; pruned weights are 0)."""

@@ -22,7 +22,10 @@ Where the work goes, each path backed by a measurement in ``python -m lthlib.ben
   (:mod:`lthlib.training.population.thread_parts`); every member is evaluated in inference mode, all members of a
   part at once (:mod:`lthlib.training.population.stack_eval`).
 
-The training loop is the body of :func:`train_population`: it calls the step directly.
+The training loop is the body of :func:`train_population`, and it owns the update: the stack
+computes the gradients into its buffers (``gradients``) and the loop calls the optimizer's
+step itself, so torch's kernel is one call below the loop. With several parts, the loop steps
+part 0 the same way on its own thread and queues the other parts' steps to theirs.
 
 Used in: chapter 7.3 (training at scale) and by :mod:`lthlib.experiments.procedures` for lenet/mlp.
 """
@@ -124,7 +127,9 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
                                  device) for g in groups]
             feed = _Feed([[seeds[i] for i in g] for g in groups], fit, train.batch_size,
                          device)
-            stack = stacks[0] if len(stacks) == 1 else ThreadedParts(stacks, intra)
+            local = stacks[0]  # stepped on this thread; any other parts on their own
+            threaded = ThreadedParts(stacks, intra) if len(stacks) > 1 else None
+            stack = local if threaded is None else threaded  # what evaluation sees
             overlap = (overlap_eval if overlap_eval is not None  # single-threaded parts only
                        else device.type == "cpu" and intra == 1 and len(groups) < threads)
             worker = EvalWorker(lambda model: eval_rows(model, evals)) if overlap else None
@@ -138,16 +143,20 @@ def train_population(arch: str, inits: list[dict[str, Tensor]],
                             points[it] = eval_rows(stack, evals)
                     if it == train.iterations:
                         break
-                    x, y = feed.next()
-                    stack.step(x, y, train.lr * lr_factor(it, train))
+                    xs, ys = feed.next()
+                    lr = train.lr * lr_factor(it, train)
+                    if threaded is not None:
+                        threaded.queue_steps(xs, ys, lr)
+                    local.gradients(xs[0], ys[0])
+                    local.opt.step(lr)
                     if bar is not None:
                         bar.update(stack.k)
                 states = stack.final_states()
             finally:
                 if worker is not None:
                     points.update(worker.results())
-                if isinstance(stack, ThreadedParts):
-                    stack.close()
+                if threaded is not None:
+                    threaded.close()
             out += _member_results(points, states)
             order += [i for g in groups for i in g]
     finally:
@@ -242,10 +251,9 @@ class _Feed:
             unique.index(seeds[0]) if len(set(seeds)) == 1 else
             torch.tensor([unique.index(s) for s in seeds], device=device)
             for seeds in part_seeds]
-        self.single = len(part_seeds) == 1
 
-    def next(self) -> tuple[Any, Any]:
-        """(x, y) of the one part, or ([x per part], [y per part])."""
+    def next(self) -> tuple[list[Tensor], list[Tensor]]:
+        """([x per part], [y per part])."""
         idx = [s.next() for s in self.streams]
         stacked = torch.stack(idx) if len(idx) > 1 else None
         xs, ys = [], []
@@ -257,7 +265,7 @@ class _Feed:
                 rows = stacked[sel]  # type: ignore[index]
                 xs.append(torch.index_select(self.x, 0, rows.view(-1)).view(*rows.shape, -1))
                 ys.append(torch.index_select(self.y, 0, rows.view(-1)).view(rows.shape))
-        return (xs[0], ys[0]) if self.single else (xs, ys)
+        return xs, ys
 
 
 def _split(k: int, device: torch.device, threads: int, parts: int | None) -> tuple[int, int]:

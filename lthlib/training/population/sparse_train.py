@@ -79,7 +79,7 @@ def is_sparse_layer(mask: Tensor | None, threshold: float) -> bool:
 
 class SparseStack:
     """K members trained one after another at every step; the same interface as the
-    engine's dense stack (``k``, ``step``, ``evaluate``, ``final_states``)."""
+    engine's dense stack (``k``, ``gradients``, ``opt``, ``evaluate``, ``final_states``)."""
 
     def __init__(self, names: list[str], weights: Sequence[Sequence[Tensor]],
                  biases: Sequence[Sequence[Tensor]], masks: Sequence[Sequence[Tensor | None]],
@@ -127,8 +127,9 @@ class SparseStack:
                                 for j in range(self.k)],
                                [[b.detach().clone() for b in bs] for bs in self.biases])
 
-    def step(self, x: Tensor, y: Tensor, lr: float) -> None:
-        """One update of every member. x: (B, D) shared or (K, B, D) per member; y alike."""
+    def gradients(self, x: Tensor, y: Tensor) -> None:
+        """Every member's gradients at its remaining weights, for the update ``opt.step``
+        makes next. x: (B, D) shared or (K, B, D) per member; y alike."""
         shared = x.dim() == 2
         xt = x.t().contiguous() if shared else None
         for j in range(self.k):
@@ -154,7 +155,6 @@ class SparseStack:
                     dz = (torch.sparse.mm(lay.transposed(), dz) if isinstance(lay, _SparseLayer)
                           else torch.mm(lay.t(), dz))
                     dz = torch.ops.aten.threshold_backward(dz, below, 0.0)
-        self.opt.step(lr)
 
     def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]:
         """Mean cross-entropy and accuracy of every member on ``data``."""

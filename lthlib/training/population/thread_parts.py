@@ -3,17 +3,19 @@
 On a multi-core CPU the engine keeps every core busy with one single-threaded stack per core
 (torch releases the GIL inside its ops) rather than with multi-threaded small GEMMs, whose
 OpenMP barriers made steps up to 100x slower here when another process held a core.
-:class:`ThreadedParts` has the interface of one stack (``k``, ``step``, ``evaluate``,
-``snapshot``, ``final_states``), so the engine's training loop is the same for one part and
-for several: each call runs part 0 on the calling thread and the others on their own
-threads. Each part runs the single-threaded code it would run
-alone, so the numbers do not depend on the split.
+Part 0 belongs to the calling thread: the engine's training loop steps it itself, exactly as
+it steps a population of one part, so the optimizer update stays one call below the loop;
+:meth:`ThreadedParts.queue_steps` hands the other parts' steps to their own threads.
+Evaluation, snapshots and final states take every part at once (``evaluate``, ``snapshot``,
+``final_states``, as one stack has them). Each part runs the single-threaded code it would
+run alone, so the numbers do not depend on the split.
 """
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import torch
@@ -22,12 +24,20 @@ from torch import Tensor
 from lthlib.training.population.stack_eval import EvalSet
 
 
+class Optimizer(Protocol):
+    """A part's optimizer (:class:`lthlib.training.schedule.StackedOptimizer`)."""
+
+    def step(self, lr: float) -> None: ...
+
+
 class Part(Protocol):
-    """One stack of members: the dense (:mod:`lthlib.training.population.dense_stack`) or sparse path."""
+    """One stack of members: the dense (:mod:`lthlib.training.population.dense_stack`) or sparse path.
+    A step is ``gradients(x, y)`` then ``opt.step(lr)``."""
 
     k: int
+    opt: Optimizer
 
-    def step(self, x: Tensor, y: Tensor, lr: float) -> None: ...
+    def gradients(self, x: Tensor, y: Tensor) -> None: ...
 
     def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]: ...
 
@@ -44,10 +54,10 @@ class _Failed:
 class ThreadedParts:
     """Parts stepped and evaluated together; members in part order. Call :meth:`close`.
 
-    Steps do not wait: part 0 runs on the calling thread and every other part's steps queue
-    up on its own thread (at most ``ahead`` of them), so a part that is briefly slower (a
-    core taken by another process) delays no one until the next evaluation. Evaluation,
-    snapshots and final states wait for every queued step first.
+    Steps do not wait: the caller steps part 0 on its own thread while every other part's
+    steps queue up on that part's thread (at most ``ahead`` of them), so a part that is
+    briefly slower (a core taken by another process) delays no one until the next
+    evaluation. Evaluation, snapshots and final states wait for every queued step first.
     """
 
     def __init__(self, parts: Sequence[Part], intra_threads: int = 1, ahead: int = 8) -> None:
@@ -85,25 +95,34 @@ class ThreadedParts:
             if reply:
                 done.put(_Failed(error) if error is not None else result)
 
-    def _run(self, calls: list[Callable[[], Any]], wait: bool = True) -> list[Any]:
-        """``calls[i]()`` on part i's thread, all at once; with ``wait``, their results in
-        order once every part is done (and every queued step before them)."""
+    def _run(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """``calls[i]()`` on part i's thread, all at once; their results in order once every
+        part is done (and every queued step before them)."""
         for jobs, call in zip(self._jobs, calls[1:]):
-            jobs.put((call, wait))
+            jobs.put((call, True))
         try:
             first = calls[0]()
         except BaseException as exc:  # noqa: BLE001 - raised once the others are done
             first = _Failed(exc)
-        out = [first] + ([done.get() for done in self._done] if wait else [])
+        out = [first] + [done.get() for done in self._done]
         for result in out:
             if isinstance(result, _Failed):
                 raise result.error
         return out
 
-    def step(self, x: Sequence[Tensor], y: Sequence[Tensor], lr: float) -> None:
-        """One update of every part (``x[i]``, ``y[i]``: part i's batch), not waited for."""
-        self._run([lambda p=p, xb=xb, yb=yb: p.step(xb, yb, lr)
-                   for p, xb, yb in zip(self.parts, x, y)], wait=False)
+    def queue_steps(self, x: Sequence[Tensor], y: Sequence[Tensor], lr: float) -> None:
+        """One update of every part but part 0 (``x[i]``, ``y[i]``: part i's batch), queued
+        to their threads and not waited for. Part 0 is the caller's to step, with ``x[0]``,
+        ``y[0]``: ``parts[0].gradients(x[0], y[0])`` then ``parts[0].opt.step(lr)``."""
+        for jobs, part, xb, yb in zip(self._jobs, self.parts[1:], x[1:], y[1:]):
+            jobs.put((partial(self._step_part, part, xb, yb, lr), False))
+
+    @staticmethod
+    def _step_part(part: Part, x: Tensor, y: Tensor, lr: float) -> None:
+        """One update of a part on its own thread: the same two calls the engine's loop
+        makes for part 0."""
+        part.gradients(x, y)
+        part.opt.step(lr)
 
     def evaluate(self, data: EvalSet) -> tuple[list[float], list[float]]:
         """Every member's loss and accuracy, the parts evaluated at once."""
