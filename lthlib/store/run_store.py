@@ -26,11 +26,9 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,9 +38,11 @@ from lthlib.util import paths
 from lthlib.util.atomic import atomic_write_text
 from lthlib.config.experiment import ExperimentConfig, experiment_from_dict
 # RECORD_FILES, the errors, LIST_COLUMNS and STATUSES are part of this module's interface
-from lthlib.store.file_checks import (RECORD_FILES, check_hashes, component, df_to_csv_text,
-                                      hashed_names, inside, json_object, links_below, read_text,
-                                      sha256_text, unknown_files)
+from lthlib.store.file_checks import (RECORD_FILES, component, df_to_csv_text, hashed_names,
+                                      inside, json_object, links_below, read_text, sha256_text,
+                                      unknown_files)
+# git_commit is part of this module's interface (the commit a computing process started from)
+from lthlib.store.records import git_commit, read_record_json, verify_record, write_record
 from lthlib.util.errors import CorruptRecordError, UnverifiedRecordError
 from lthlib.store.index import LIST_COLUMNS, STATUSES, StoreIndex
 from lthlib.store.stages import NUMERIC_SETTINGS, StageFiles
@@ -50,6 +50,8 @@ from lthlib.store.history import early_stop_summary
 from lthlib.util.version import __version__
 
 MEMBER_KEYS = ["variant", "level", "replicate"]
+MIGRATE_HINT = ("allowed: a record hashing every file (`python -m lthlib runs migrate` adds the "
+                "missing hashes of older trials whose existing hashes verify)")
 TRIAL_FOLDERS = ("stages", "ckpt")  # written into: never through a link
 
 
@@ -73,23 +75,6 @@ def summary_text(metrics_text: str) -> str:
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
     """Argument, else env LTH_RUNS_DIR, else the repository's ``runs/`` (:mod:`lthlib.util.paths`)."""
     return paths.runs_dir(runs_dir or None)
-
-
-def git_commit() -> str:
-    """HEAD of the code's repository, ``-dirty`` when tracked files differ from it. Changes
-    under ``runs/`` do not count: finished trials rewrite the index while others still run."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ":(top)", ":(top,exclude)runs"],
-                               capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent, timeout=5)
-        sha = out.stdout.strip()
-        return (sha + ("-dirty" if dirty.stdout.strip() else "")) if sha else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
 
 
 @dataclass
@@ -234,7 +219,7 @@ class RunStore(StageFiles, StoreIndex):
         if links:
             raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; links "
                                      f"are never followed")
-        record = json_object(rec_file)  # FileNotFoundError: partial
+        record = read_record_json(path)  # FileNotFoundError: partial
         if record.get("status") != "finished":
             raise FileNotFoundError(rec_file)
         try:
@@ -252,7 +237,12 @@ class RunStore(StageFiles, StoreIndex):
                 f"must be the one its config.json hashes to")
         if config.run_id() != record.get("run_id"):
             raise CorruptRecordError(f"config in {path} does not hash to its recorded run id")
-        check_hashes(path, rec_file, record, require_all_hashes)
+        _, linked = hashed_names(path)
+        if linked:
+            raise CorruptRecordError(f"{path}: {', '.join(linked)} is a symbolic link; links "
+                                     f"are never followed")
+        verify_record(path, record, RECORD_FILES[:-1] if require_all_hashes else (),
+                      allowed=MIGRATE_HINT)
         try:
             metrics, summary = (read_text(path / n) for n in ("metrics.csv", "summary.csv"))
         except FileNotFoundError as err:
@@ -323,11 +313,6 @@ class RunStore(StageFiles, StoreIndex):
         computed = summary_text(texts["metrics.csv"])
         if texts["summary.csv"] != computed:
             timing["summary_from_metrics"] = False
-        for name, text in texts.items():
-            atomic_write_text(path / name, text)
-        hashes = {name: texts[name] if name in texts else
-                  read_text(path.joinpath(*PurePosixPath(name).parts))
-                  for name in ["config.json", *texts, *stage_files]}
         record = {
             "status": "finished", "run_id": cfg.run_id(), "experiment": cfg.experiment,
             "arch": cfg.model.arch, "dataset": cfg.data.dataset, "profile": cfg.profile,
@@ -335,11 +320,9 @@ class RunStore(StageFiles, StoreIndex):
             "levels": int(summary["level"].nunique()) if "level" in summary else 0,
             "networks": len(summary), "wall_time_s": round(wall_time, 2), "hardware": hardware,
             "lthlib_version": __version__, "git_commit": code_version or git_commit(),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sha256": {name: sha256_text(text) for name, text in hashes.items()},
             **timing, **(extra or {}),
         }
-        atomic_write_text(path / "record.json", json.dumps(record, indent=1) + "\n")
+        record = write_record(path, texts, record, hashed=["config.json", *stage_files])
         self.write_index_or_warn()
         return TrialRecord(cfg, path, summary, record)
 

@@ -20,7 +20,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,16 @@ import torch
 from torch import nn
 
 from lthlib.training.population import engine
-from lthlib.util.atomic import atomic_write_text
-from lthlib.util.errors import run_handler
+from lthlib.util.errors import CorruptRecordError, run_handler
 from lthlib.config.paper import PROFILE_ORDER
 from lthlib.data.datasets import TensorSplit, load_tensors_for
 from lthlib.util.device import default_device, describe_hardware
 from lthlib.training.stage_networks import derive_seed
 from lthlib.nets.paper_networks import create_network
-from lthlib.store.file_checks import df_to_csv_text, sha256_text
-from lthlib.store.run_store import RunStore, TrialRecord, git_commit
+from lthlib.store.file_checks import df_to_csv_text
+from lthlib.store.records import git_commit, read_record, write_record
+from lthlib.store.run_store import RunStore, TrialRecord
 from lthlib.experiments.tickets import mask_trials, ticket_masks, theta0
-from lthlib.util.version import __version__
 
 State = dict[str, torch.Tensor]
 Masks = dict[str, torch.Tensor]
@@ -132,15 +130,16 @@ def lmc_dir(store: RunStore, cfg: LMCConfig) -> Path:
 
 
 def load_lmc(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]] | None:
-    """(path rows, summary, record) of a finished measurement whose files match their sha256."""
-    rec_file = Path(path) / "record.json"
-    if not rec_file.exists():
+    """(path rows, summary, record) of a finished measurement whose files match their sha256
+    (:func:`lthlib.store.records.read_record`); None when it has no record. A file that is
+    missing, a link or does not match raises ValueError (this module's callers catch it)."""
+    path = Path(path)
+    try:
+        record = read_record(path, LMC_FILES)
+    except FileNotFoundError:
         return None
-    record = json.loads(rec_file.read_text())
-    for name, digest in record.get("sha256", {}).items():
-        f = Path(path) / name
-        if not f.exists() or sha256_text(f.read_text()) != digest:
-            raise ValueError(f"{f} is missing or does not match its sha256")
+    except CorruptRecordError as err:
+        raise ValueError(str(err)) from None
     return pd.read_csv(path / "path.csv"), pd.read_csv(path / "summary.csv"), record
 
 
@@ -246,20 +245,15 @@ def run_lmc(trial: TrialRecord, levels: Sequence[int], points: int = 30,
     texts = {"lmc.json": json.dumps(cfg.to_dict(), indent=1) + "\n",
              "path.csv": df_to_csv_text(pd.concat(rows, ignore_index=True)),
              "summary.csv": df_to_csv_text(pd.DataFrame(summary))}
-    for name, text in texts.items():
-        atomic_write_text(out_dir / name, text)
     record = {"status": "finished", "run_id": cfg.run_id(), "experiment": "lmc",
               "arch": cfg.arch, "dataset": cfg.dataset, "profile": cfg.profile,
               "seed": cfg.seed, "source_run_id": cfg.source_run_id,
               "source_path": "/".join(trial.path.parts[-3:]),
               "networks": len(members), "train_iterations": train_cfg.iterations,
               "wall_time_s": round(wall, 2), "train_wall_time_s": round(train_wall, 2),
-              "hardware": describe_hardware(dev), "lthlib_version": __version__,
-              "git_commit": code_version,
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "sha256": {name: sha256_text(text) for name, text in texts.items()},
+              "hardware": describe_hardware(dev), "git_commit": code_version,
               "sparse_path_below_density": engine.sparse_threshold(dev)}
-    atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
+    write_record(out_dir, texts, record)
     return out_dir
 
 
@@ -334,7 +328,7 @@ def handle(args: argparse.Namespace) -> int:
     data = load_tensors_for(trials[0].config.data)
     for tr in trials:
         out = run_lmc(tr, args.levels, args.points, args.runs_dir, data=data)
-        print(out, json.loads((out / "record.json").read_text())["wall_time_s"], flush=True)
+        print(out, read_record(out, LMC_FILES)["wall_time_s"], flush=True)
     return 0
 
 

@@ -4,41 +4,57 @@ A profile's budget is only honest if the dense network is near what it reaches w
 convergence. This module trains one dense network with the paper's schedule shape (lr / 10 at
 2/3 and 5/6 of the budget), evaluates it on the full validation and test sets once per epoch,
 and stores the curve under ``runs/plateau/<name>/`` (``curve.csv`` + ``record.json`` with the
-hardware, threads, wall time and commit). A checkpoint every epoch (gitignored ``ckpt/``) lets
-the same command resume; the budget fixes the schedule, so a resume must use the same
-arguments, and the record says whether the run is complete.
+hardware, threads, wall time and commit, written through :mod:`lthlib.store.records` after
+every epoch). The training is the engines': ResNet-18 in
+:func:`lthlib.training.conv_engine.train_group`, every other network in
+:func:`lthlib.training.one_network.train`. Their checkpoint (gitignored ``ckpt/``) lets the
+same command resume; the budget fixes the schedule, so a resume must use the same arguments,
+and the record says whether the run is complete.
+
+What the columns of ``curve.csv`` mean for curves written by the engines (their records say
+``"train_metrics": "train_eval_subset"``): ``train_loss`` and ``train_acc`` are measured at
+each evaluation point, in eval mode and without augmentation, on the engines' fixed training
+subset (``train_eval_size`` examples), also at epoch 0; ``wall_s`` counts the seconds since
+the first iteration (earlier processes included) after the epoch's evaluation. The curves
+stored before (no ``train_metrics`` field) averaged the training minibatches of each epoch in
+train mode (NaN at epoch 0) and timed each epoch before its evaluation; ResNet-18 now trains
+in channels_last whatever ``channels_last`` says, and its numbers differ from the older loop's
+by float rounding (grouped convolution kernels).
 
     python -m lthlib plateau --arch resnet18 --dataset fashionmnist --epochs 30 --threads 1
 """
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from lthlib.util.atomic import atomic_save, atomic_write_text
-from lthlib.util.errors import run_handler
+from lthlib.util.errors import CorruptRecordError, UnverifiedRecordError, run_handler
 from lthlib.config.paper import (ARCHS, DATASETS, PRECISIONS, TrainConfig, check_choice,
                                  paper_model, paper_train)
-from lthlib.data.datasets import _check_batching, augment_batch, batch_indices, load_tensors
-from lthlib.util.device import default_device, describe_hardware, warn_if_bf16_emulated
+from lthlib.data.datasets import TensorSplit, _check_batching, load_tensors
+from lthlib.util.device import default_device, describe_hardware
 from lthlib.nets.paper_networks import create_network
-from lthlib.store.file_checks import df_to_csv_text
-from lthlib.training.schedule import lr_factor, make_optimizer
-from lthlib.store.run_store import git_commit, resolve_runs_dir
+from lthlib.store.file_checks import df_to_csv_text, read_text
+from lthlib.store.records import git_commit, read_record_json, verify_record, write_record
+from lthlib.store.run_store import resolve_runs_dir
+from lthlib.training import conv_engine
+from lthlib.training.one_network import EvalPoint, train as train_one
+from lthlib.training.schedule import lr_factor
 
 _DESCRIPTION = ("Train one dense network long, evaluated every epoch, to find the budget at "
                 "which it plateaus (runs/plateau/).")
 CURVE_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "test_loss", "test_acc", "wall_s"]
+TRAIN_METRICS = "train_eval_subset"  # what train_loss/train_acc measure (module docstring)
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,10 @@ class PlateauConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction {self.warmup_fraction} outside [0, 1)")
+        if self.precision != "fp32" and not conv_engine.supports(self.arch):
+            raise ValueError(f"precision {self.precision!r} trains only in the conv engine "
+                             f"({', '.join(conv_engine.SUPPORTED)}); allowed for "
+                             f"{self.arch}: 'fp32'")
 
     def name(self) -> str:
         extra = (f"-warmup{self.warmup_fraction:.3g}" if self.warmup_fraction else "") + (
@@ -85,111 +105,107 @@ def schedule(cfg: PlateauConfig, per_epoch: int) -> TrainConfig:
                        gamma=base.gamma, warmup=round(iters * cfg.warmup_fraction))
 
 
-@torch.inference_mode()
-def _evaluate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool,
-              channels_last: bool, batch: int = 1000) -> tuple[float, float]:
-    net.eval()
-    loss, correct = 0.0, 0
-    for i in range(0, len(y), batch):
-        xb = x[i:i + batch]
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = net(xb)
-        logits = logits.float()
-        loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
-        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
-    net.train()
-    return loss / len(y), correct / len(y)
+def read_plateau(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(curve, record) of a stored curve, its ``curve.csv`` checked against the record's
+    sha256; the record gets ``"verified": False`` when it hashes nothing (curves stored
+    before records were hashed). FileNotFoundError without a record; CorruptRecordError
+    for a curve that does not match, is missing or is a link."""
+    folder = Path(folder)
+    record = read_record_json(folder)
+    try:
+        verify_record(folder, record, ("curve.csv",))
+        verified = True
+    except UnverifiedRecordError:
+        verified = False
+    try:
+        curve = pd.read_csv(io.StringIO(read_text(folder / "curve.csv")))
+    except FileNotFoundError:
+        raise CorruptRecordError(f"{folder / 'curve.csv'} is missing") from None
+    return curve, {**record, "verified": verified}
 
 
-def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
-                device: str | None = "cpu", stop_after_s: float | None = None) -> Path:
-    """Train (or resume) the curve of ``cfg``; returns its folder. Writes after every epoch."""
-    dev = default_device(device)
-    out = resolve_runs_dir(runs_dir) / "plateau" / cfg.name()
-    ckpt = out / "ckpt" / "resume.pt"
-    data = load_tensors(cfg.dataset, seed=0)
-    per_epoch = _check_batching(len(data.train_y), paper_train(cfg.arch).batch_size)
-    tcfg = schedule(cfg, per_epoch)
-    mcfg = paper_model(cfg.arch, cfg.dataset)
-    net = create_network(cfg.arch, mcfg.num_classes, mcfg.in_shape, seed=cfg.seed).to(dev)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    opt = make_optimizer(net.parameters(), tcfg, dev)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, tcfg))
-    rows: list[dict[str, float]] = []
-    start, wall_before = 0, 0.0
-    if ckpt.exists():
-        blob = torch.load(ckpt, map_location=dev, weights_only=True)
-        net.load_state_dict(blob["net"])
-        opt.load_state_dict(blob["opt"])
-        sched.load_state_dict(blob["sched"])
-        start, wall_before = int(blob["iteration"]), float(blob["wall_s"])
-        rows = pd.read_csv(out / "curve.csv").to_dict("records")
-    bf16 = cfg.precision == "bf16"
-    if bf16:
-        warn_if_bf16_emulated(dev)
-    xs, ys = data.train_x.to(dev), data.train_y.to(dev)
-    batches = batch_indices(len(ys), tcfg.batch_size, cfg.seed, start)
-    t0 = time.perf_counter()
-    if not rows:
-        rows.append(_row(net, data, 0, 0, float("nan"), float("nan"), tcfg, bf16, cfg, 0.0))
-        _write(out, cfg, tcfg, rows, dev, complete=False,
-               sizes=(len(data.val_y), len(data.test_y)))
-    run_loss, run_correct, run_n = 0.0, 0, 0
-    for it in range(start, tcfg.iterations):
-        idx = next(batches)
-        xb, yb = xs[idx], ys[idx]
-        if cfg.augment:  # the seeding the engines use, so a curve matches their trials
-            xb = augment_batch(xb, torch.Generator(device=xb.device).manual_seed(
-                cfg.seed * 1_000_003 + it))
-        if cfg.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = net(xb)
-        loss = F.cross_entropy(logits.float(), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        run_loss += loss.item() * len(yb)
-        run_correct += int((logits.argmax(1) == yb).sum())
-        run_n += len(yb)
-        if (it + 1) % per_epoch == 0:
-            wall = wall_before + time.perf_counter() - t0
-            rows.append(_row(net, data, (it + 1) // per_epoch, it + 1, run_loss / run_n,
-                             run_correct / run_n, tcfg, bf16, cfg, wall))
-            run_loss, run_correct, run_n = 0.0, 0, 0
-            state = {"net": net.state_dict(), "opt": opt.state_dict(),
-                     "sched": sched.state_dict(), "iteration": it + 1, "wall_s": wall}
-            atomic_save(ckpt, lambda tmp: torch.save(state, tmp))
-            _write(out, cfg, tcfg, rows, dev, complete=it + 1 == tcfg.iterations,
-                   sizes=(len(data.val_y), len(data.test_y)))
-            if stop_after_s is not None and time.perf_counter() - t0 > stop_after_s:
-                break
+def plateau_curves(runs_dir: str | os.PathLike | None = None
+                   ) -> list[tuple[Path, pd.DataFrame, dict[str, Any]]]:
+    """(folder, curve, record) of every stored curve, by name; one that fails its check is
+    left out with a warning."""
+    out = []
+    for rec in sorted((resolve_runs_dir(runs_dir) / "plateau").glob("*/record.json")):
+        try:
+            out.append((rec.parent, *read_plateau(rec.parent)))
+        except CorruptRecordError as err:
+            warnings.warn(f"{err}; the curve is left out")
     return out
 
 
-def _row(net: torch.nn.Module, data, epoch: int, it: int, train_loss: float, train_acc: float,
-         tcfg: TrainConfig, bf16: bool, cfg: PlateauConfig, wall: float) -> dict[str, float]:
-    vl, va = _evaluate(net, data.val_x, data.val_y, bf16, cfg.channels_last)
-    tl, ta = _evaluate(net, data.test_x, data.test_y, bf16, cfg.channels_last)
-    return {"epoch": epoch, "iteration": it, "lr": tcfg.lr * lr_factor(max(it - 1, 0), tcfg),
-            "train_loss": train_loss, "train_acc": train_acc, "val_loss": vl, "val_acc": va,
-            "test_loss": tl, "test_acc": ta, "wall_s": round(wall, 1)}
+def _earlier_walls(out: Path) -> dict[int, float]:
+    """Seconds at each iteration of the curve an interrupted process stored (none when
+    absent or failing its check: the engines' history gives every other column)."""
+    try:
+        curve, _ = read_plateau(out)
+    except (FileNotFoundError, CorruptRecordError):
+        return {}
+    return {int(it): float(w) for it, w in zip(curve["iteration"], curve["wall_s"])}
 
 
-def _write(out: Path, cfg: PlateauConfig, tcfg: TrainConfig, rows: list[dict[str, float]],
-           dev: torch.device, complete: bool, sizes: tuple[int, int]) -> None:
-    atomic_write_text(out / "curve.csv", df_to_csv_text(pd.DataFrame(rows, columns=CURVE_COLUMNS)))
-    record = {"config": asdict(cfg), "train": asdict(tcfg), "complete": complete,
-              "epochs_done": int(rows[-1]["epoch"]), "wall_time_s": rows[-1]["wall_s"],
-              "hardware": describe_hardware(dev), "git_commit": git_commit(),
-              "val_size": sizes[0], "test_size": sizes[1],
-              "note": "" if complete else
-              "partial: the budget's learning-rate drops may not have happened yet"}
-    atomic_write_text(out / "record.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
+                device: str | None = "cpu", stop_after_s: float | None = None,
+                data: TensorSplit | None = None) -> Path:
+    """Train (or resume) the curve of ``cfg`` through the engines; returns its folder.
+    Writes the curve and its record after every epoch; ``stop_after_s`` stops (resumably)
+    after the first epoch that ends past that many seconds. A complete, verified curve is
+    returned without training. ``data``: the splits (default: the dataset's, split seed 0)."""
+    out = resolve_runs_dir(runs_dir) / "plateau" / cfg.name()
+    try:
+        if read_plateau(out)[1].get("complete"):
+            return out
+    except (FileNotFoundError, CorruptRecordError):
+        pass
+    dev = default_device(device)
+    data = data if data is not None else load_tensors(cfg.dataset, seed=0)
+    per_epoch = _check_batching(len(data.train_y), paper_train(cfg.arch).batch_size)
+    tcfg = schedule(cfg, per_epoch)
+    mcfg = paper_model(cfg.arch, cfg.dataset)
+    net = create_network(cfg.arch, mcfg.num_classes, mcfg.in_shape, seed=cfg.seed)
+    walls = _earlier_walls(out)
+    fixed = {"config": asdict(cfg), "train": asdict(tcfg), "hardware": describe_hardware(dev),
+             "git_commit": git_commit(), "val_size": len(data.val_y),
+             "test_size": len(data.test_y), "train_eval_size": len(data.train_eval_y),
+             "train_metrics": TRAIN_METRICS,
+             "engine": ("conv_engine.train_group" if conv_engine.supports(cfg.arch)
+                        else "one_network.train")}
+    t0 = time.perf_counter()
+
+    def store_point(point: EvalPoint) -> bool:
+        walls[point.iteration] = round(point.elapsed_s, 1)
+        rows = [_row(r, tcfg, per_epoch, walls) for r in point.histories[0]]
+        curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+        write_record(out, {"curve.csv": df_to_csv_text(curve)}, {
+            **fixed, "complete": point.final, "epochs_done": int(rows[-1]["epoch"]),
+            "wall_time_s": rows[-1]["wall_s"],
+            "note": "" if point.final else
+            "partial: the budget's learning-rate drops may not have happened yet"})
+        return (stop_after_s is not None and point.iteration > 0
+                and time.perf_counter() - t0 > stop_after_s)
+
+    if conv_engine.supports(cfg.arch):
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        conv_engine.train_group([state], [None], data, tcfg, [cfg.seed], device=dev,
+                                augment=cfg.augment, bf16=cfg.precision == "bf16",
+                                checkpoint=out / "ckpt" / "resume.pt", on_eval=store_point)
+    else:
+        train_one(net, data, tcfg, batch_seed=cfg.seed, run_dir=out / "ckpt", device=dev,
+                  augment=cfg.augment, on_eval=store_point)
+    return out
+
+
+def _row(hist: dict[str, float], tcfg: TrainConfig, per_epoch: int,
+         walls: dict[int, float]) -> dict[str, float]:
+    """One curve row from an engine's history row: epoch, the last update's lr, seconds."""
+    it = int(hist["iteration"])
+    return {"epoch": it // per_epoch, "iteration": it,
+            "lr": tcfg.lr * lr_factor(max(it - 1, 0), tcfg),
+            **{k: hist[k] for k in CURVE_COLUMNS[3:-1]},
+            "wall_s": walls.get(it, float("nan"))}
 
 
 def _add_options(ap: argparse.ArgumentParser) -> None:

@@ -31,7 +31,6 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from torch import nn
 
 from lthlib.training import conv_engine
 from lthlib.util.atomic import atomic_write_text
+from lthlib.util.errors import CorruptRecordError
 from lthlib.config.paper import TrainConfig, check_choice
 from lthlib.config.experiment import make_experiment
 from lthlib.data.datasets import TensorSplit, load_tensors_for
@@ -51,11 +51,11 @@ from lthlib.training.stage_networks import derive_seed
 from lthlib.nets.paper_networks import create_network
 from lthlib.pruning.prune import apply_masks, plain_state
 from lthlib.training.one_network import train as train_one
-from lthlib.store.file_checks import df_to_csv_text, sha256_text
+from lthlib.store.file_checks import df_to_csv_text, read_json
+from lthlib.store.records import git_commit, read_record, write_record
 from lthlib.experiments.rewind_state import pack_state, unpack_state
-from lthlib.store.run_store import RunStore, TrialRecord, git_commit
+from lthlib.store.run_store import RunStore, TrialRecord
 from lthlib.experiments.tickets import theta0, ticket_masks
-from lthlib.util.version import __version__
 
 State = dict[str, torch.Tensor]
 Masks = dict[str, torch.Tensor]
@@ -204,16 +204,13 @@ def source_trial(setting: str, seed: int, profile: str = "converged-cpu",
 
 
 def load_pair(path: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """(path rows, record) of a finished pair whose files match their sha256, else None."""
-    rec_file = Path(path) / "record.json"
-    if not rec_file.is_file() or rec_file.is_symlink():
+    """(path rows, record) of a finished pair whose files match their sha256
+    (:func:`lthlib.store.records.read_record`), else None: a pair that is unfinished or
+    fails a check is measured again."""
+    try:
+        record = read_record(path, STABILITY_FILES)
+    except (FileNotFoundError, CorruptRecordError):
         return None
-    record = json.loads(rec_file.read_text())
-    for name in STABILITY_FILES:
-        f = Path(path) / name
-        if (not f.is_file() or f.is_symlink()
-                or sha256_text(f.read_text()) != record.get("sha256", {}).get(name)):
-            return None
     return pd.read_csv(Path(path) / "path.csv"), record
 
 
@@ -277,9 +274,6 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
     path.insert(0, "label", cfg.label)
     texts = {"lmc.json": json.dumps(cfg.to_dict(), indent=1) + "\n",
              "path.csv": df_to_csv_text(path), "summary.csv": df_to_csv_text(summary)}
-    for name, text in texts.items():
-        atomic_write_text(out_dir / name, text)
-
     record = {"status": "finished", "run_id": cfg.run_id(), "experiment": "stability",
               "label": cfg.label, "seed": cfg.seed, "source_run_id": cfg.source_run_id,
               "networks": 2, "train_iterations_per_copy": cfg.train.iterations - k,
@@ -287,10 +281,8 @@ def run_pair(cfg: StabilityConfig, runs_dir: str | Path | None = None,
               "train_wall_time_s": round(train_wall, 2),
               "wall_time_s": round(time.perf_counter() - t0, 2),
               "hardware": {**describe_hardware(dev), "native_bf16": native_bf16(dev)},
-              "lthlib_version": __version__, "git_commit": code_version,
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "sha256": {name: sha256_text(text) for name, text in texts.items()}}
-    atomic_write_text(out_dir / "record.json", json.dumps(record, indent=1) + "\n")
+              "git_commit": code_version}
+    write_record(out_dir, texts, record)
     # a finished pair needs its path, not its weights: the stages only bridge interruptions
     for name in ("theta-k", "copy0", "copy1"):
         _stage_file(out_dir, name).unlink(missing_ok=True)
@@ -336,15 +328,12 @@ def _save_stage(out_dir: Path, name: str, cfg: StabilityConfig, state: State, se
 def _load_stage(out_dir: Path, name: str, cfg: StabilityConfig
                 ) -> tuple[State, float, dict[str, float]] | None:
     """A stored network of this pair (same run id and stage, digest intact), else None."""
-    f = _stage_file(out_dir, name)
-    if not f.is_file() or f.is_symlink() or f.stat().st_size > 64 * 2**20:
-        return None
-    try:
-        doc = json.loads(f.read_text())
+    try:  # size-limited, never through a link
+        doc = read_json(_stage_file(out_dir, name))
         if doc.get("run_id") != cfg.run_id() or doc.get("stage") != name:
             return None
         return unpack_state(doc), float(doc["wall_time_s"]), dict(doc["end"])
-    except (ValueError, KeyError, TypeError, OSError):
+    except (CorruptRecordError, ValueError, KeyError, TypeError, AttributeError, OSError):
         return None
 
 

@@ -23,10 +23,13 @@ compile of about 40 s per process, and is off unless asked for. ``python -m lthl
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -35,6 +38,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lthlib.config.paper import TrainConfig
+from lthlib.util.atomic import atomic_save
+from lthlib.training.one_network import EvalHook, EvalPoint
 from lthlib.data.datasets import TensorSplit, augment_batch, batch_indices
 from lthlib.util.device import warn_if_bf16_emulated
 from lthlib.training.schedule import eval_iterations, make_optimizer, make_scheduler
@@ -232,13 +237,23 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
                 cfg: TrainConfig, batch_seeds: Sequence[int],
                 device: torch.device | str = "cpu", augment: bool = False,
                 bf16: bool = False, progress: bool | str = False,
-                compiled: bool = False, start: int = 0) -> list[ConvResult]:
+                compiled: bool = False, start: int = 0,
+                checkpoint: str | os.PathLike | None = None,
+                on_eval: EvalHook | None = None) -> list[ConvResult]:
     """Train ``len(inits)`` ResNets at once; per network the same history, early stop and final
     state that :func:`lthlib.training.one_network.train` gives (up to float rounding). ``compiled`` runs the
     forward pass and loss through torch.compile (other float rounding; see
     :func:`loss_function`). ``start`` = k trains iterations k..T-1 only (late rewinding): the
     schedule, the batch order and the augmentation resume at k, the optimizer state is fresh,
-    and the history starts with an evaluation at k."""
+    and the history starts with an evaluation at k.
+
+    ``checkpoint``: a file where the whole training state (weights, optimizer, schedule,
+    history, seconds so far) is written atomically after every evaluation before the last,
+    and from which a later call with the same arguments resumes bit for bit; it is removed
+    when the run ends. ``on_eval`` is called after every evaluation
+    (:class:`lthlib.training.one_network.EvalPoint`); when it returns True training stops
+    there, the checkpoint is written, and the results describe the networks at that point.
+    Without either, nothing changes."""
     if not (len(inits) == len(masks) == len(batch_seeds)) or not inits:
         raise ValueError(f"inits, masks and batch_seeds must be equal non-empty lists, got "
                          f"{len(inits)}, {len(masks)}, {len(batch_seeds)}")
@@ -252,29 +267,46 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     net = pack(inits, masks, data.in_shape[0], data.num_classes, device)
     opt = make_optimizer(net.parameters(), cfg)  # the optimizer train() uses, same rounding
     sched = make_scheduler(opt, cfg, start)
+    rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
+    first, elapsed_before = start, 0.0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    key = json.dumps({"train": asdict(cfg), "batch_seeds": list(batch_seeds), "start": start,
+                      "augment": augment, "bf16": bf16, "networks": g}, sort_keys=True)
+    if ckpt is not None and ckpt.exists():
+        first, elapsed_before, rows = _resume(ckpt, key, net, opt, sched, g)
     X, Y = data.train_x.to(device), data.train_y.to(device)
-    streams = [batch_indices(len(Y), cfg.batch_size, s, start) for s in batch_seeds]
+    streams = [batch_indices(len(Y), cfg.batch_size, s, first) for s in batch_seeds]
     sets = {"train": (data.train_eval_x.to(device), data.train_eval_y.to(device)),
             "val": (data.val_x.to(device), data.val_y.to(device)),
             "test": (data.test_x.to(device), data.test_y.to(device))}
     evals = {i for i in eval_iterations(cfg) if i >= start} | {start}
     loss_fn = loss_function(compiled)
-    rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
     bar = None
     if progress:
-        bar = tqdm(total=cfg.iterations, initial=start, unit="it", leave=False,
+        bar = tqdm(total=cfg.iterations, initial=first, unit="it", leave=False,
                    desc=progress if isinstance(progress, str) else "train")
     t0 = time.perf_counter()
+    stop = False
     net.train()
-    for it in range(start, cfg.iterations + 1):
-        if it in evals:
+    for it in range(first, cfg.iterations + 1):
+        if it in evals and not (rows[0] and rows[0][-1]["iteration"] == it):
             per = {name: _evaluate(net, x, y, bf16) for name, (x, y) in sets.items()}
             for j in range(g):
                 row: dict[str, float] = {"iteration": it}
                 for name in ("train", "val", "test"):
                     row[f"{name}_loss"], row[f"{name}_acc"] = per[name][j]
                 rows[j].append(row)
-        if it == cfg.iterations:
+            elapsed = elapsed_before + time.perf_counter() - t0
+            if on_eval is not None:
+                point = EvalPoint(it, [list(r) for r in rows], elapsed, it == cfg.iterations)
+                stop = bool(on_eval(point)) and it < cfg.iterations
+            if ckpt is not None and it < cfg.iterations:
+                state = {"key": key, "net": net.state_dict(), "opt": opt.state_dict(),
+                         "sched": sched.state_dict(), "iteration": it, "elapsed_s": elapsed,
+                         "history": torch.tensor([[[r[c] for c in HISTORY_COLUMNS] for r in rs]
+                                                  for rs in rows], dtype=torch.float64)}
+                atomic_save(ckpt, lambda tmp: torch.save(state, tmp))
+        if it == cfg.iterations or stop:
             break
         idx = [next(s).to(device) for s in streams]
         xs, ys = [X[i] for i in idx], torch.stack([Y[i] for i in idx], dim=1)
@@ -299,6 +331,8 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
+    if ckpt is not None and not stop:
+        ckpt.unlink(missing_ok=True)
     states = unpack(net)
     out = []
     for j in range(g):
@@ -306,6 +340,28 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
         hist["iteration"] = hist["iteration"].astype(int)
         out.append(ConvResult(hist, states[j], early_stop_summary(hist), wall / g))
     return out
+
+
+def _resume(ckpt: Path, key: str, net: GroupedResNet, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LambdaLR, g: int
+            ) -> tuple[int, float, list[list[dict[str, float]]]]:
+    """Load a :func:`train_group` checkpoint into ``net``, ``opt`` and ``sched``; returns
+    (iteration, seconds so far, history rows per network). A checkpoint of other arguments
+    is refused with the file named (it would train another run)."""
+    blob = torch.load(ckpt, map_location=next(net.parameters()).device, weights_only=True)
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        raise ValueError(f"{ckpt} is not a checkpoint of this run (other arguments or an "
+                         f"older format); allowed: the same call's checkpoint (remove it to "
+                         f"train from the start)")
+    net.load_state_dict(blob["net"])
+    opt.load_state_dict(blob["opt"])
+    sched.load_state_dict(blob["sched"])
+    history = blob["history"].tolist()
+    rows = [[dict(zip(HISTORY_COLUMNS, r)) for r in history[j]] for j in range(g)]
+    for rs in rows:
+        for r in rs:
+            r["iteration"] = int(r["iteration"])
+    return int(blob["iteration"]), float(blob["elapsed_s"]), rows
 
 
 def group_size(device: torch.device | str, members: int, default_cpu: int = 1) -> int:

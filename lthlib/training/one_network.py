@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -32,7 +32,8 @@ from lthlib.data.datasets import TensorSplit, augment_batch, batch_indices
 from lthlib.util.device import default_device
 from lthlib.training.schedule import eval_iterations, lr_factor, make_optimizer, make_scheduler
 
-__all__ = ["HISTORY_COLUMNS", "TrainResult", "early_stop_summary", "eval_iterations",
+__all__ = ["HISTORY_COLUMNS", "EvalHook", "EvalPoint", "TrainResult", "early_stop_summary",
+           "eval_iterations",
            "evaluate", "load_checkpoint", "lr_factor", "make_optimizer", "make_scheduler",
            "save_checkpoint", "train"]
 
@@ -109,6 +110,20 @@ def load_checkpoint(path: str | os.PathLike, net: nn.Module) -> dict[str, Any]:
 
 # --- the training loop ---------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class EvalPoint:
+    """What an ``on_eval`` hook of the engines sees after each evaluation, so a caller can
+    store a curve as it grows and stop a long run resumably."""
+
+    iteration: int
+    histories: list[list[dict[str, float]]]  # per network, every evaluation row so far
+    elapsed_s: float  # seconds since the run's first iteration, earlier processes included
+    final: bool  # the last evaluation of the run: nothing is left to train
+
+
+EvalHook = Callable[[EvalPoint], bool]  # True: stop after this point (a checkpoint resumes)
+
+
 @dataclass
 class TrainResult:
     history: pd.DataFrame
@@ -174,7 +189,8 @@ def _eval_row(net: nn.Module, sets: dict[str, EvalData], iteration: int,
 def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_seed: int = 0,
           run_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
           progress: bool | str = False, augment: bool = False,
-          checkpoint_every: int | None = None, start_iteration: int = 0) -> TrainResult:
+          checkpoint_every: int | None = None, start_iteration: int = 0,
+          on_eval: EvalHook | None = None) -> TrainResult:
     """Train ``net`` (pruned or not) for ``cfg.iterations`` updates; evaluate; early-stop.
 
     With ``run_dir``, checkpoints ``start.pt``, ``best.pt`` (minimum validation loss so far)
@@ -185,6 +201,9 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     ``start_iteration`` = k trains iterations k..T only (late rewinding from θk): schedule,
     batch order and augmentation resume at k, the optimizer state is fresh, and the history
     starts with an evaluation at k.
+    ``on_eval`` is called after every evaluation (:class:`EvalPoint`); when it returns True
+    training stops there: ``resume.pt`` is written (with ``run_dir``), ``end.pt`` is not, and
+    the result holds the history so far (a later call with the same ``run_dir`` resumes).
     """
     device = default_device(device)
     net.to(device)
@@ -192,7 +211,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     opt = make_optimizer(net.parameters(), cfg)
     sched = make_scheduler(opt, cfg, start_iteration)
     rows: list[dict[str, float]] = []
-    start, best_val = start_iteration, math.inf
+    start, best_val, elapsed_before = start_iteration, math.inf, 0.0
     ckpt: dict[str, Path] = {}
     if run_path is not None:
         ckpt = {n: run_path / f"{n}.pt" for n in ("start", "best", "end", "resume")}
@@ -207,6 +226,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
             sched = make_scheduler(opt, cfg, start_iteration)
             sched.load_state_dict(extra["scheduler"])
             start, best_val = int(extra["iteration"]), float(extra["best_val"])
+            elapsed_before = float(extra.get("elapsed_s", 0.0))
             rows = [dict(zip(HISTORY_COLUMNS, r)) for r in extra["history"].tolist()]
         else:
             save_checkpoint(ckpt["start"], net)
@@ -216,6 +236,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     batches = _Batches(data, cfg, batch_seed, start, device, augment)
     bar = _progress(progress, cfg.iterations, start)
     t0 = time.perf_counter()
+    stop = False
     net.train()
     for it in range(start, cfg.iterations + 1):
         if it in evals and not (rows and rows[-1]["iteration"] == it):
@@ -227,12 +248,18 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
                     save_checkpoint(ckpt["best"], net, iteration=it)
             if bar is not None:
                 bar.set_postfix(val_acc=f"{rows[-1]['val_acc']:.4f}", refresh=False)
-        if run_path is not None and it > start and it % every == 0 and it < cfg.iterations:
+            if on_eval is not None:
+                point = EvalPoint(it, [list(rows)], elapsed_before + time.perf_counter() - t0,
+                                  it == cfg.iterations)
+                stop = bool(on_eval(point)) and it < cfg.iterations
+        if (run_path is not None and it > start and (it % every == 0 or stop)
+                and it < cfg.iterations):
             save_checkpoint(ckpt["resume"], net, optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), iteration=it, best_val=best_val,
                             history=torch.tensor([[r[c] for c in HISTORY_COLUMNS] for r in rows],
-                                                 dtype=torch.float64))
-        if it == cfg.iterations:
+                                                 dtype=torch.float64),
+                            elapsed_s=elapsed_before + time.perf_counter() - t0)
+        if it == cfg.iterations or stop:
             break
         xb, yb = batches.next(it)
         loss = F.cross_entropy(net(xb), yb)
@@ -247,7 +274,7 @@ def train(net: nn.Module, data: TensorSplit | Loaders, cfg: TrainConfig, batch_s
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     history["iteration"] = history["iteration"].astype(int)
     wall = time.perf_counter() - t0
-    if run_path is not None:
+    if run_path is not None and not stop:
         save_checkpoint(ckpt["end"], net, iteration=cfg.iterations)
         atomic_save(run_path / "history.csv", lambda tmp: history.to_csv(tmp, index=False))
         ckpt["resume"].unlink(missing_ok=True)

@@ -60,3 +60,108 @@ def test_augment_and_warmup_are_their_own_curves_and_old_names_hold():
     assert t.warmup == round(20 * 429 * 2 / 3) and t.milestones[0] == t.warmup
     with pytest.raises(ValueError, match="warmup_fraction"):
         PlateauConfig(warmup_fraction=1.0)
+
+
+# --- the curve trained through the engines (a few iterations on a tiny split) ---------------
+
+import json as _json
+from pathlib import Path as _Path
+
+import torch
+
+from lthlib.data.datasets import TensorSplit
+from lthlib.studies import plateau as pl
+from lthlib.training import conv_engine
+from lthlib.util.errors import CorruptRecordError
+
+RUNS = _Path(__file__).resolve().parents[2] / "runs"
+
+
+def _split(n: int = 256, m: int = 16) -> TensorSplit:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((n, 1, 28, 28), generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return TensorSplit("tiny", x, y, x[:m], y[:m], x[:m], y[:m], x[:m], y[:m],
+                       num_classes=10, in_shape=(1, 28, 28))
+
+
+def _numbers(folder):
+    return pl.read_plateau(folder)[0].drop(columns="wall_s")
+
+
+@pytest.mark.parametrize("arch, precision, epochs", [("resnet18", "bf16", 3),
+                                                     ("lenet", "fp32", 2)])
+def test_a_stopped_curve_resumes_to_the_uninterrupted_one(tmp_path, monkeypatch, arch,
+                                                          precision, epochs):
+    """ResNet-18 trains in the conv engine, LeNet in the single-network loop; both stop
+    after the first epoch past --stop-after-s and resume bit for bit from their checkpoint."""
+    torch.set_num_threads(1)
+    cfg = PlateauConfig(arch=arch, dataset="mnist", epochs=epochs, precision=precision)
+    whole = pl.run_plateau(cfg, tmp_path / "whole", data=_split())
+    part = pl.run_plateau(cfg, tmp_path / "part", data=_split(), stop_after_s=0)
+    curve, record = pl.read_plateau(part)
+    assert curve["epoch"].tolist() == [0, 1] and not record["complete"]
+    assert record["verified"] and record["epochs_done"] == 1
+    assert pl.run_plateau(cfg, tmp_path / "part", data=_split()) == part
+    curve, record = pl.read_plateau(part)
+    assert list(curve.columns) == pl.CURVE_COLUMNS
+    assert curve["epoch"].tolist() == list(range(epochs + 1)) and record["complete"]
+    assert record["train_metrics"] == pl.TRAIN_METRICS and record["train_eval_size"] == 16
+    assert _numbers(part).equals(_numbers(whole))
+    assert curve["wall_s"].is_monotonic_increasing and not curve["train_loss"].isna().any()
+    assert curve["lr"].iloc[-1] == pytest.approx(0.1 * 0.01)  # after both drops
+
+    def trains(*args, **kwargs):
+        raise AssertionError("a complete curve is read back, not trained")
+
+    monkeypatch.setattr(conv_engine, "train_group", trains)
+    monkeypatch.setattr(pl, "train_one", trains)
+    assert pl.run_plateau(cfg, tmp_path / "whole", data=_split()) == whole
+
+
+def test_a_changed_curve_is_refused_and_left_out(tmp_path):
+    cfg = PlateauConfig(arch="lenet", dataset="mnist", epochs=1)
+    out = pl.run_plateau(cfg, tmp_path, data=_split())
+    (out / "curve.csv").write_text((out / "curve.csv").read_text().replace("0.", "1.", 1))
+    with pytest.raises(CorruptRecordError, match="does not match its sha256"):
+        pl.read_plateau(out)
+    with pytest.warns(UserWarning, match="left out"):
+        assert pl.plateau_curves(tmp_path) == []
+
+
+def test_committed_curves_read_as_before_and_unverified():
+    got = pl.plateau_curves(RUNS)
+    assert len(got) >= 4
+    for folder, curve, record in got:
+        on_disk = _json.loads((folder / "record.json").read_text())
+        assert record == {**on_disk, "verified": "sha256" in on_disk}
+        assert list(curve.columns) == pl.CURVE_COLUMNS
+
+
+def test_bf16_outside_the_conv_engine_is_a_one_line_error():
+    with pytest.raises(ValueError, match="allowed for lenet: 'fp32'"):
+        PlateauConfig(arch="lenet", precision="bf16")
+
+
+def test_conv_engine_hooks_change_no_number_and_refuse_another_runs_checkpoint(tmp_path):
+    """on_eval sees every evaluation point; a checkpointed, hooked run gives the plain run's
+    numbers; a checkpoint of other arguments is refused with the file named."""
+    torch.set_num_threads(1)
+    data = _split()
+    cfg = schedule(PlateauConfig(epochs=2), per_epoch=2)
+    from lthlib.nets.paper_networks import create_network
+    state = create_network("resnet18", 10, (1, 28, 28), seed=0).state_dict()
+    plain = conv_engine.train_group([state], [None], data, cfg, [0])[0]
+    points = []
+    hooked = conv_engine.train_group([state], [None], data, cfg, [0],
+                                     checkpoint=tmp_path / "c.pt",
+                                     on_eval=lambda p: points.append(p) or False)[0]
+    assert hooked.history.equals(plain.history)
+    assert all(torch.equal(hooked.final_state[k], v) for k, v in plain.final_state.items())
+    assert [(p.iteration, p.final) for p in points] == [(0, False), (2, False), (4, True)]
+    assert not (tmp_path / "c.pt").exists()  # removed once the run ended
+    conv_engine.train_group([state], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
+                            on_eval=lambda p: p.iteration == 2)
+    assert (tmp_path / "c.pt").exists()
+    with pytest.raises(ValueError, match="c.pt is not a checkpoint of this run"):
+        conv_engine.train_group([state], [None], data, cfg, [1], checkpoint=tmp_path / "c.pt")
