@@ -7,7 +7,8 @@ written. :func:`write_record` writes the files first and the record last (atomic
 record never names a file that is not yet there; :func:`read_record` refuses, with a one-line
 :class:`~lthlib.util.errors.CorruptRecordError`, a record whose files do not match, are
 missing, or are symbolic links, reading through the size-limited readers of
-:mod:`lthlib.store.file_checks`.
+:mod:`lthlib.store.file_checks`. :func:`amend_record` adds hashes of files written later
+(sealed masks, a migration) to a finished record.
 """
 from __future__ import annotations
 
@@ -99,6 +100,28 @@ def write_record(folder: str | os.PathLike, texts: Mapping[str, str],
         full["git_commit"] = git_commit()
     full["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     full["sha256"] = digests
+    atomic_write_text(folder / RECORD_NAME, json.dumps(full, indent=1) + "\n")
+    return full
+
+
+def amend_record(folder: str | os.PathLike, record: Mapping[str, Any], *,
+                 hashed: Sequence[str] = (), fields: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Rewrite ``folder``'s finished ``record`` with the sha256 of more files already in
+    ``folder`` (mask files sealed later, hashes added by a migration) and more ``fields``;
+    its other fields, ``finished_at`` included, and its existing hashes are kept. The caller
+    verifies the record first where that matters. Returns the record as written."""
+    folder = Path(folder)
+    if fields and any(k in fields for k in ("sha256", "finished_at")):
+        raise ValueError("fields sha256 and finished_at are the writer's; allowed: any other "
+                         "field")
+    digests = dict(record.get("sha256") or {})
+    for name in hashed:
+        link = _linked_part(folder, name)
+        if link is not None:
+            raise CorruptRecordError(f"{link} is a symbolic link; links are never followed")
+        digests[name] = file_digest(_relative(folder, name, "a file to hash"))
+    full = {**record, **(fields or {}), "sha256": digests}
     atomic_write_text(folder / RECORD_NAME, json.dumps(full, indent=1) + "\n")
     return full
 

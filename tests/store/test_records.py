@@ -87,3 +87,16 @@ def test_committed_lmc_records_still_verify():
     for rec_file in found:
         rec = records.read_record(rec_file.parent, LMC_FILES)
         assert rec == json.loads(rec_file.read_text())
+
+
+def test_an_amended_record_adds_hashes_and_fields_and_keeps_the_rest(tmp_path):
+    rec = _written(tmp_path)
+    (tmp_path / "stages" / "b.mask.json").write_text('{"bits": ""}\n')
+    amended = records.amend_record(tmp_path, rec, hashed=["stages/b.mask.json"],
+                                   fields={"sealed": 1})
+    assert records.read_record(tmp_path, ["stages/b.mask.json"]) == amended
+    assert {k: v for k, v in amended.items() if k not in ("sha256", "sealed")} == \
+        {k: v for k, v in rec.items() if k != "sha256"}
+    assert set(amended["sha256"]) == {*rec["sha256"], "stages/b.mask.json"}
+    with pytest.raises(ValueError, match="the writer's"):
+        records.amend_record(tmp_path, rec, fields={"finished_at": "now"})
