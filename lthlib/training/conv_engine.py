@@ -23,8 +23,10 @@ compile of about 40 s per process, and is off unless asked for. ``python -m lthl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -270,8 +272,7 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     rows: list[list[dict[str, float]]] = [[] for _ in range(g)]
     first, elapsed_before = start, 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    key = json.dumps({"train": asdict(cfg), "batch_seeds": list(batch_seeds), "start": start,
-                      "augment": augment, "bf16": bf16, "networks": g}, sort_keys=True)
+    key = _run_key(inits, masks, cfg, batch_seeds, start, augment, bf16)
     if ckpt is not None and ckpt.exists():
         first, elapsed_before, rows = _resume(ckpt, key, net, opt, sched, g)
     X, Y = data.train_x.to(device), data.train_y.to(device)
@@ -342,13 +343,32 @@ def train_group(inits: Sequence[State], masks: Sequence[Masks | None], data: Ten
     return out
 
 
+def _run_key(inits: Sequence[State], masks: Sequence[Masks | None], cfg: TrainConfig,
+             batch_seeds: Sequence[int], start: int, augment: bool, bf16: bool) -> str:
+    """What a checkpoint must have been written by: the arguments and a digest of the
+    starting weights and masks."""
+    digest = hashlib.sha256()
+    for tensors in (*inits, *(m or {} for m in masks)):
+        for name in sorted(tensors):
+            raw = tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(name.encode() + raw.numpy().tobytes())
+    return json.dumps({"train": asdict(cfg), "batch_seeds": list(batch_seeds), "start": start,
+                       "augment": augment, "bf16": bf16, "inits": digest.hexdigest()},
+                      sort_keys=True)
+
+
 def _resume(ckpt: Path, key: str, net: GroupedResNet, opt: torch.optim.Optimizer,
             sched: torch.optim.lr_scheduler.LambdaLR, g: int
             ) -> tuple[int, float, list[list[dict[str, float]]]]:
     """Load a :func:`train_group` checkpoint into ``net``, ``opt`` and ``sched``; returns
     (iteration, seconds so far, history rows per network). A checkpoint of other arguments
     is refused with the file named (it would train another run)."""
-    blob = torch.load(ckpt, map_location=next(net.parameters()).device, weights_only=True)
+    try:
+        blob = torch.load(ckpt, map_location=next(net.parameters()).device, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{ckpt} is no readable checkpoint ({type(err).__name__}); allowed: "
+                         f"a checkpoint train_group wrote (remove it to train from the "
+                         f"start)") from None
     if not isinstance(blob, dict) or blob.get("key") != key:
         raise ValueError(f"{ckpt} is not a checkpoint of this run (other arguments or an "
                          f"older format); allowed: the same call's checkpoint (remove it to "

@@ -165,3 +165,18 @@ def test_conv_engine_hooks_change_no_number_and_refuse_another_runs_checkpoint(t
     assert (tmp_path / "c.pt").exists()
     with pytest.raises(ValueError, match="c.pt is not a checkpoint of this run"):
         conv_engine.train_group([state], [None], data, cfg, [1], checkpoint=tmp_path / "c.pt")
+
+
+def test_conv_engine_refuses_a_checkpoint_of_other_weights_or_no_checkpoint(tmp_path):
+    from lthlib.nets.paper_networks import create_network
+    data, cfg = _split(), schedule(PlateauConfig(epochs=2), per_epoch=2)
+    states = [create_network("resnet18", 10, (1, 28, 28), seed=s).state_dict() for s in (0, 1)]
+    conv_engine.train_group(states[:1], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
+                            on_eval=lambda p: p.iteration == 2)
+    with pytest.raises(ValueError, match="not a checkpoint of this run"):
+        conv_engine.train_group(states[1:], [None], data, cfg, [0],
+                                checkpoint=tmp_path / "c.pt")
+    (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="c.pt is no readable checkpoint"):
+        conv_engine.train_group(states[:1], [None], data, cfg, [0],
+                                checkpoint=tmp_path / "c.pt")
