@@ -6,7 +6,9 @@ validation loss ("early stopping", applied retroactively). This module does exac
 one network; :mod:`lthlib.training.population.engine` does the same for many fully-connected networks at once and
 must agree with it number for number; both take their schedule from :mod:`lthlib.training.schedule`.
 
-Used in: chapter 7.3 (training) and by :mod:`lthlib.experiments.procedures` for conv networks.
+Used in: chapter 7.3 (training), by :mod:`lthlib.experiments.procedures` for conv networks,
+and by :mod:`lthlib.studies.plateau`, whose curves an ``on_eval`` hook (:class:`EvalPoint`)
+stores after every evaluation.
 """
 from __future__ import annotations
 
