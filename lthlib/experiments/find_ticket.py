@@ -36,8 +36,8 @@ from lthlib.store.trial_lock import TrialLock
 from lthlib.pruning.mask_files import load_masks, mask_path, save_masks, theta0_digest
 from lthlib.training.stage_networks import derive_seed
 from lthlib.data.own_data import check_labels, data_fingerprint, loader_batch_size, own_split
-from lthlib.nets.own_model import (SCOPES, ModelSource, PlanRow, architecture_fingerprint,
-                                   build_network, describe_plan, next_masks, prune_plan)
+from lthlib.pruning.own_network import (SCOPES, ModelSource, PlanRow, architecture_fingerprint,
+                                        build_network, describe_plan, next_masks, prune_plan)
 from lthlib.store.own_trials import TrialFiles
 from lthlib.util.paths import runs_dir as resolve_runs_dir
 from lthlib.pruning.prune import apply_masks, remaining_fraction

@@ -34,11 +34,11 @@ from lthlib.experiments.trial_assignment import Claim, check_combination
 from lthlib.config.experiment import ExperimentConfig, make_experiment
 from lthlib.experiments.trial_batch import Job
 from lthlib.store.run_store import summarize
-from lthlib.experiments.next_masks import (imp_next_mask, oneshot_mask, oneshot_rates,
-                                           stored_next_mask, stored_oneshot_masks)
+from lthlib.pruning.next_masks import (imp_next_mask, oneshot_mask, oneshot_rates,
+                                       stored_next_mask, stored_oneshot_masks)
 from lthlib.pruning.mask_files import mask_digest, save_masks, save_reinit_digests
-from lthlib.training.stage_networks import (Masks, Member, State, density, derive_seed,
-                                            masked_network, network, train_members)
+from lthlib.pruning.prune import Masks, State, density, masked_network, network
+from lthlib.training.stage_networks import Member, derive_seed, train_members
 from lthlib.pruning.prune import random_masks
 from lthlib.experiments.rewind_state import (load_rewind_state, rewind_state_seconds,
                                              save_rewind_state)

@@ -23,7 +23,8 @@ import torch
 from lthlib.util.atomic import atomic_save
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.pruning.mask_files import mask_digest, theta0_digest
-from lthlib.training.stage_networks import Member, State, member_key
+from lthlib.training.stage_networks import Member, member_key
+from lthlib.pruning.prune import State
 from lthlib.store.file_checks import MAX_JSON_BYTES, read_bytes, read_json, read_text, sha256_text
 from lthlib.util.errors import CorruptRecordError
 from lthlib.store.extension import read_note

@@ -24,7 +24,8 @@ from lthlib.config.experiment import ExperimentConfig
 from lthlib.data.datasets import TensorSplit
 from lthlib.util.device import describe_hardware
 from lthlib.pruning.mask_files import MASK_SUFFIX, REINIT_DIGESTS, theta0_digest
-from lthlib.training.stage_networks import Member, State, member_key, network
+from lthlib.training.stage_networks import Member, member_key
+from lthlib.pruning.prune import State, network
 from lthlib.store.extension import reuse_note
 from lthlib.experiments.rewind_state import state_path
 from lthlib.experiments.stage_identity import (load_checkpoint, load_stage, save_checkpoint,

@@ -1,3 +1,3 @@
 """The networks: the paper's (Figure 2 of arXiv:1803.03635), torchvision's ResNet-18 and VGG-19
-for 28x28 inputs, sparse layers for inference, and a user's own network under IMP.
+for 28x28 inputs, and sparse layers for inference.
 """

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from lthlib.config.experiment import ExperimentConfig
 from lthlib.config.paper import ARCHS, METHODS, SCOPES, check_choice, paper_prune
-from lthlib.nets.paper_networks import prunable_layers
+from lthlib.nets.paper_networks import create_network, prunable_layers
 
 __all__ = ["prune_network", "get_masks", "apply_masks", "copy_mask", "remaining_fraction",
            "random_masks", "reset_to", "plain_state", "RATE_KINDS"]
@@ -299,3 +300,30 @@ def plain_state(net: nn.Module) -> dict[str, Tensor]:
         else:
             out[key] = value.detach().clone()
     return out
+
+
+# --- an experiment's network with a mask installed ------------------------------------------
+
+State = dict[str, torch.Tensor]
+Masks = dict[str, torch.Tensor]
+
+
+def network(cfg: ExperimentConfig, seed: int) -> torch.nn.Module:
+    """A fresh network of the experiment's architecture; its weights are θ0 of ``seed``."""
+    m = cfg.model
+    return create_network(m.arch, m.num_classes, m.in_shape, seed=seed)
+
+
+def masked_network(cfg: ExperimentConfig, state: State, mask: Masks | None
+                   ) -> torch.nn.Module:
+    """A network holding ``state`` with ``mask`` installed (None: dense)."""
+    net = network(cfg, 0)
+    net.load_state_dict(state)
+    if mask is not None:
+        apply_masks(net, mask)
+    return net
+
+
+def density(cfg: ExperimentConfig, mask: Masks | None) -> float:
+    """Pm: the fraction of the prunable weights that ``mask`` keeps."""
+    return remaining_fraction(masked_network(cfg, network(cfg, 0).state_dict(), mask))

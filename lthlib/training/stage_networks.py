@@ -18,12 +18,8 @@ from lthlib.training import conv_engine
 from lthlib.training.population import engine
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.data.datasets import TensorSplit
-from lthlib.nets.paper_networks import create_network
-from lthlib.pruning.prune import apply_masks, plain_state, remaining_fraction
+from lthlib.pruning.prune import Masks, State, masked_network, plain_state
 from lthlib.training.one_network import train
-
-State = dict[str, torch.Tensor]
-Masks = dict[str, torch.Tensor]
 
 
 def derive_seed(*parts: Any) -> int:
@@ -52,27 +48,6 @@ class Member:
 
 def member_key(variant: str, level: int, replicate: int) -> str:
     return f"{variant}-L{level}-r{replicate}"
-
-
-def network(cfg: ExperimentConfig, seed: int) -> torch.nn.Module:
-    """A fresh network of the experiment's architecture; its weights are θ0 of ``seed``."""
-    m = cfg.model
-    return create_network(m.arch, m.num_classes, m.in_shape, seed=seed)
-
-
-def masked_network(cfg: ExperimentConfig, state: State, mask: Masks | None
-                   ) -> torch.nn.Module:
-    """A network holding ``state`` with ``mask`` installed (None: dense)."""
-    net = network(cfg, 0)
-    net.load_state_dict(state)
-    if mask is not None:
-        apply_masks(net, mask)
-    return net
-
-
-def density(cfg: ExperimentConfig, mask: Masks | None) -> float:
-    """Pm: the fraction of the prunable weights that ``mask`` keeps."""
-    return remaining_fraction(masked_network(cfg, network(cfg, 0).state_dict(), mask))
 
 
 def train_members(members: list[Member], cfg: ExperimentConfig, data: TensorSplit,

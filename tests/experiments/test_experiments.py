@@ -16,7 +16,7 @@ import pytest
 import lthlib
 from lthlib.experiments import procedures as experiments
 from lthlib.config.experiment import make_experiment
-from lthlib.experiments.next_masks import oneshot_rates
+from lthlib.pruning.next_masks import oneshot_rates
 from lthlib.experiments.procedures import run_experiment, trial_configs
 from lthlib.store.run_store import RunStore
 

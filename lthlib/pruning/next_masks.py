@@ -16,9 +16,8 @@ from pathlib import Path
 
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.pruning.mask_files import mask_layout, mask_path, unpack_masks
-from lthlib.training.stage_networks import Masks, State, masked_network, network
 from lthlib.nets.paper_networks import prunable_layers
-from lthlib.pruning.prune import get_masks, prune_network
+from lthlib.pruning.prune import Masks, State, get_masks, masked_network, network, prune_network
 from lthlib.util.errors import CorruptRecordError
 from lthlib.store.file_checks import read_json
 from lthlib.store.extension import foreign_reason
