@@ -1,30 +1,28 @@
 """The claims ledger's content: every numeric claim of the paper's Figures 1, 3, 4a, 4b/12, 4c
 and 8 as data, with the function that measures it on our results and the rule that turns
-the measurement into a verdict. No verdict is typed by hand: :mod:`lthlib.report.claims.judge`
-judges a claim on its evidence and :mod:`lthlib.report.claims.claims_csv` every claim on the store.
+the measurement into a verdict. No verdict is typed by hand: :mod:`.judge` judges a claim on
+its evidence and :mod:`.claims_csv` every claim on the store.
 
 Each claim's number is computed from per-trial values and given with a 95% t-interval
-(:mod:`lthlib.report.claims.intervals`): paired, so a ticket is always compared with the re-init,
-dense network or one-shot run of its own seed. A claim resting on very few trials (Figure
-8's) also states ``sampling``: the standard error the test set's sampling alone puts on its
-number, which the interval must reach at least 1.96 times either side. A claim with a
-natural ``control`` (re-initialised or random networks, the high learning rate) has the
-control judged by the same rule; if it passes too, the claim is at most "partly". An
-accuracy equality states ``tolerance_se``: one network's test-set sampling error on the
-dataset, the least tolerance it gets.
-The verdict is the claim's rule applied to that interval: ``reproduced``, ``partly``,
-``inconclusive`` (the trials cannot tell), ``not reproduced``, or ``not run`` (the
-experiment, the Pm level, or the dataset a claim needs is missing).
+(:mod:`.intervals`): paired, so a ticket is always compared with the re-init, dense network
+or one-shot run of its own seed. A claim resting on very few trials (Figure 8's) also states
+``sampling``: the standard error the test set's sampling alone puts on its number, which the
+interval must reach at least 1.96 times either side. A claim with a natural ``control``
+(re-initialised or random networks, the high learning rate) has the control judged by the
+same rule; if it passes too, the claim is at most "partly". An accuracy equality states
+``tolerance_se``: one network's test-set sampling error on the dataset, the least tolerance
+it gets. The verdict is the claim's rule applied to that interval: ``reproduced``,
+``partly``, ``inconclusive`` (the trials cannot tell), ``not reproduced``, or ``not run``
+(the experiment, the Pm level, or the dataset a claim needs is missing).
 
 Only verdicts at the ``paper`` profile, or at a profile named in :data:`TESTING_PROFILES` for
 the claim's figure, count as evidence; verdicts from shortened profiles are "indicative".
 
-The measurements live in :mod:`lthlib.report.claims.evidence` (Pm levels are matched within
+The measurements live in :mod:`.evidence` (Pm levels are matched within
 :data:`~lthlib.report.analysis.PM_REL_TOL`). To add a claim, append a :func:`claim` to
 :data:`CLAIMS` (or to a new tuple joined to it) with a ``group`` (:data:`GROUPS`) and a rule
-object from :mod:`lthlib.report.claims.verdict_rules`; its ``compute`` returns one value per row of the
-trial weights (:func:`~lthlib.report.claims.evidence.per_trial` turns a number computed on each
-trial's rows into one).
+object from :mod:`.verdict_rules`; its ``compute`` returns one value per row of the trial
+weights (:func:`.evidence.per_trial` turns a number computed on each trial's rows into one).
 """
 from __future__ import annotations
 
