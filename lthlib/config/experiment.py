@@ -9,17 +9,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lthlib.config.profiles import (PROFILE_PRESETS, Profile, apply_profile, get_profile,
-                                    profile_deviations, profile_precision)
-from lthlib.config.paper import (ARCHS, DATASET_SHAPES, DATASETS, EXPERIMENTS, METHODS, OPTIMIZERS,
-                                 PAPER_PRUNE, PAPER_TRAIN, PRECISIONS, PROFILE_ORDER, PROFILES,
-                                 RESNET_LR_SETTINGS, RESULTS_VERSION, SCOPES, DataConfig,
-                                 ModelConfig, PruneConfig, TrainConfig, check_choice, check_int,
-                                 paper_model, paper_prune, paper_train)
+from lthlib.config.paper import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFILES,
+                                 RESNET_LR_SETTINGS, RESULTS_VERSION, DataConfig, ModelConfig,
+                                 PruneConfig, TrainConfig, check_choice, check_int, paper_model,
+                                 paper_prune, paper_train)
+from lthlib.config.profiles import apply_profile, profile_precision
 
 
 # --- experiments and identity ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lthlib.store.records import amend_record
 from lthlib.util.atomic import atomic_write_text
 from lthlib.util.errors import CorruptRecordError
 from lthlib.store.file_checks import json_object, read_json, read_text, sha256_text
@@ -183,9 +184,5 @@ def seal(trial_dir: Path, extra: Mapping[str, Any] | None = None,
         names = [f"stages/{p.name}" for p in files if not p.is_symlink()]
     if not names and not extra:
         return []
-    hashes = record.get("sha256") if isinstance(record.get("sha256"), dict) else {}
-    record["sha256"] = {**hashes, **{n: sha256_text(read_text(trial_dir.joinpath(
-        *n.split("/")))) for n in names}}
-    record.update(extra or {})
-    atomic_write_text(rec_path, json.dumps(record, indent=1) + "\n")
+    amend_record(trial_dir, record, hashed=names, fields=extra)
     return names

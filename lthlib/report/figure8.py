@@ -8,7 +8,6 @@ the settings that have trials.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from lthlib.config.paper import RESNET_LR_SETTINGS
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.store.run_store import ExperimentResult, RunStore
+from lthlib.studies.plateau import plateau_curves
 from lthlib.report.analysis import level_means, smallest_gap_by_trial, ticket_gaps
 from lthlib.report.chapters import Need
 from lthlib.report.context import Context
@@ -191,11 +191,9 @@ def plateau_table(runs_dir: str | Path) -> pd.DataFrame:
     ``python -m lthlib plateau``): epochs, iterations, final test accuracy, its distance to
     the longest budget's, and the wall time."""
     rows = []
-    for record in sorted(Path(runs_dir, "plateau").glob("*/record.json")):
-        rec = json.loads(record.read_text())
+    for _, curve, rec in plateau_curves(runs_dir):
         if not rec.get("complete"):
             continue
-        curve = pd.read_csv(record.parent / "curve.csv")
         rows.append({"epochs": int(rec["config"]["epochs"]),
                      "iterations": int(rec["train"]["iterations"]),
                      "lr": rec["config"]["lr"], "precision": rec["config"]["precision"],

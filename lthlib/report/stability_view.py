@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lthlib.studies.stability import pair_dir, stability_results
+from lthlib.studies.plateau import read_plateau
+from lthlib.studies.stability import load_pair, pair_dir, stability_results
 from lthlib.studies.stability_map import MAP_REWINDS, SETTINGS, map_plan
 from lthlib.store.run_store import resolve_runs_dir
 from lthlib.report.claims.intervals import t_quantile
@@ -120,8 +121,8 @@ def map_progress(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """The map's plan: each of its 30 pairs, done or not, with its measured wall time."""
     rows = []
     for cfg in map_plan(runs_dir=runs_dir):
-        rec_file = pair_dir(cfg, runs_dir) / "record.json"
-        rec = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
+        pair = load_pair(pair_dir(cfg, runs_dir))
+        rec = pair[1] if pair is not None else {}
         hw = rec.get("hardware", {})
         cpu = hw.get("cpu")
         if cpu and "native_bf16" in hw:
@@ -203,10 +204,11 @@ def plateau_gap(runs_dir: str | Path | None = None) -> tuple[float, float] | Non
     root = resolve_runs_dir(runs_dir) / "plateau"
     acc = {}
     for ep in (5, 20):
-        f = root / f"resnet18-fashionmnist-lr0.1-{ep}ep-bf16-seed0" / "curve.csv"
-        if not f.is_file():
+        try:
+            curve, _ = read_plateau(root / f"resnet18-fashionmnist-lr0.1-{ep}ep-bf16-seed0")
+        except FileNotFoundError:
             return None
-        acc[ep] = 100 * float(pd.read_csv(f)["test_acc"].iloc[-1])
+        acc[ep] = 100 * float(curve["test_acc"].iloc[-1])
     return acc[5], acc[20]
 
 

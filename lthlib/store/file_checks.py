@@ -15,12 +15,12 @@ import json
 import os
 import re
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lthlib.util.errors import CorruptRecordError, UnverifiedRecordError
+from lthlib.util.errors import CorruptRecordError
 
 RECORD_FILES = ("config.json", "metrics.csv", "summary.csv", "record.json")
 _COMPONENT = re.compile(r"[a-z0-9][a-z0-9.\-]*\Z")  # experiment, arch, dataset, profile, lr
@@ -207,40 +207,3 @@ def json_object(path: Path) -> dict[str, Any]:
         raise CorruptRecordError(f"{path} holds a JSON {type(value).__name__}, expected an "
                                  f"object")
     return value
-
-
-def check_hashes(path: Path, rec_file: Path, record: dict[str, Any],
-                 require_all_hashes: bool = True) -> None:
-    """Every file the record hashes is a regular file that matches; with
-    ``require_all_hashes`` the record files are hashed (else UnverifiedRecordError); links
-    are refused. Stage files the record does not hash are unknown: ignored, never trusted."""
-    hashes = record.get("sha256")
-    if not isinstance(hashes, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
-        hashes = {} if hashes is None else None
-    if hashes is None:
-        raise CorruptRecordError(f"{rec_file}: 'sha256' must map file names to hex "
-                                 f"digests")
-    _, links = hashed_names(path)
-    if links:
-        raise CorruptRecordError(f"{path}: {', '.join(links)} is a symbolic link; links "
-                                 f"are never followed")
-    for name, digest in hashes.items():
-        rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise CorruptRecordError(f"{rec_file} names {name!r}, outside the trial")
-        f = path.joinpath(*rel.parts)
-        try:
-            ok = hashlib.sha256(read_bytes(f)).hexdigest() == digest
-        except FileNotFoundError:
-            ok = False
-        except OSError as err:
-            raise CorruptRecordError(f"{f} is unreadable ({err.strerror})") from None
-        if not ok:
-            raise CorruptRecordError(f"{f} is missing or does not match its sha256")
-    lacking = [n for n in RECORD_FILES if n != "record.json" and n not in hashes]
-    if lacking and require_all_hashes:
-        raise UnverifiedRecordError(
-            f"{path} is unverified: its record has no sha256 for {', '.join(lacking)}; "
-            f"allowed: a record hashing every file (`python -m lthlib runs migrate` adds the "
-            f"missing hashes of older trials whose existing hashes verify)")

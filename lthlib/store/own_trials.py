@@ -25,9 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from lthlib.util.atomic import atomic_write_text
 from lthlib.store.file_checks import component, df_to_csv_text, sha256_text
-from lthlib.util.version import __version__
+from lthlib.store.records import read_record, write_record
+from lthlib.util.atomic import atomic_write_text
+from lthlib.util.errors import CorruptRecordError
 
 __all__ = ["FOLDER", "TrialFiles", "run_id"]
 
@@ -113,39 +114,26 @@ class TrialFiles:
 
     def finish(self, metrics: pd.DataFrame, summary: pd.DataFrame,
                extra: dict[str, Any]) -> dict[str, Any]:
-        """Write metrics, summary and, last, the record holding every file's sha256."""
-        atomic_write_text(self.path / "metrics.csv", df_to_csv_text(metrics))
-        atomic_write_text(self.path / "summary.csv", df_to_csv_text(summary))
-        hashes = {name: sha256_text((self.path / name).read_text()) for name in self._files()}
+        """Write metrics, summary and, last, the record holding every file's sha256
+        (through the store's one record writer)."""
+        texts = {"metrics.csv": df_to_csv_text(metrics), "summary.csv": df_to_csv_text(summary)}
+        hashed = [n for n in self._files() if n not in texts]
         record = {"status": "finished", "run_id": run_id(self.config), "name": self.name,
                   "seed": self.config["seed"], "networks": len(summary),
                   "wall_time_s": round(self.stage_seconds(), 2),
-                  "cpu_time_s": round(self.stage_seconds("cpu_time_s"), 2),
-                  "lthlib_version": __version__,
-                  "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  **extra, "sha256": hashes}
-        atomic_write_text(self.path / "record.json", json.dumps(record, indent=1) + "\n")
-        return record
+                  "cpu_time_s": round(self.stage_seconds("cpu_time_s"), 2), **extra}
+        return write_record(self.path, texts, record, hashed=hashed)
 
     def finished(self) -> dict[str, Any] | None:
         """The record of a finished trial whose files all match it, else None."""
-        rec = self.path / "record.json"
-        if not rec.is_file() or rec.is_symlink():
-            return None
         try:
-            record = json.loads(rec.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("status") != "finished":
+            record = read_record(self.path, self._files())
+        except (OSError, CorruptRecordError):
             return None
         hashes = record.get("sha256")
-        if not isinstance(hashes, dict) or set(hashes) != set(self._files()):
-            return None
-        for name, digest in hashes.items():
-            f = self.path / name
-            if f.is_symlink() or not f.is_file() or sha256_text(f.read_text()) != digest:
-                return None
-        if record.get("run_id") != run_id(self.config):
+        if (record.get("status") != "finished" or not isinstance(hashes, dict)
+                or set(hashes) != set(self._files())
+                or record.get("run_id") != run_id(self.config)):
             return None
         return record
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from lthlib.util.atomic import atomic_write_text
+from lthlib.store.records import amend_record
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.store.trial_lock import TrialLock
 from lthlib.store.file_checks import (RECORD_FILES, STAGE_SUFFIXES, hashed_names, inside,
@@ -191,17 +192,15 @@ def migrate_hashes(runs_dir: str | os.PathLike | None = None, dry_run: bool = Fa
         if not lacking:
             out["complete"].append(rel)
             continue
-        record = dict(rec.record)
-        record["sha256"] = {**(record.get("sha256") or {}), **{
-            n: sha256_text(read_text(path.joinpath(*PurePosixPath(n).parts))) for n in lacking}}
-        record["sha256_migration"] = {
+        migration = {
             "migrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "added": len(lacking),
             "rule": "added after the existing sha256 (metrics.csv, summary.csv) verified, the "
                     "folder matched its config's run id and every stage CSV matched its "
                     ".sha256 file; stage JSON files had no earlier hash"}
         if not dry_run:
-            atomic_write_text(path / "record.json", json.dumps(record, indent=1) + "\n")
+            amend_record(path, rec.record, hashed=lacking,
+                         fields={"sha256_migration": migration})
             store.read(path)  # the migrated record must now verify in full
         out["migrated"].append(rel)
     if out["migrated"] and not dry_run:
