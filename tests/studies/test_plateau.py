@@ -1,9 +1,17 @@
 """The plateau run's schedule and naming (the run itself is hours; lthlib.studies.plateau)."""
 from __future__ import annotations
 
-import pytest
+import json as _json
+from pathlib import Path as _Path
 
+import pytest
+import torch
+
+from lthlib.data.datasets import TensorSplit
+from lthlib.studies import plateau as pl
 from lthlib.studies.plateau import PlateauConfig, schedule
+from lthlib.training import conv_engine
+from lthlib.util.errors import CorruptRecordError
 
 
 def test_schedule_has_the_papers_shape() -> None:
@@ -63,16 +71,6 @@ def test_augment_and_warmup_are_their_own_curves_and_old_names_hold():
 
 
 # --- the curve trained through the engines (a few iterations on a tiny split) ---------------
-
-import json as _json
-from pathlib import Path as _Path
-
-import torch
-
-from lthlib.data.datasets import TensorSplit
-from lthlib.studies import plateau as pl
-from lthlib.training import conv_engine
-from lthlib.util.errors import CorruptRecordError
 
 RUNS = _Path(__file__).resolve().parents[2] / "runs"
 
@@ -141,42 +139,3 @@ def test_committed_curves_read_as_before_and_unverified():
 def test_bf16_outside_the_conv_engine_is_a_one_line_error():
     with pytest.raises(ValueError, match="allowed for lenet: 'fp32'"):
         PlateauConfig(arch="lenet", precision="bf16")
-
-
-def test_conv_engine_hooks_change_no_number_and_refuse_another_runs_checkpoint(tmp_path):
-    """on_eval sees every evaluation point; a checkpointed, hooked run gives the plain run's
-    numbers; a checkpoint of other arguments is refused with the file named."""
-    torch.set_num_threads(1)
-    data = _split()
-    cfg = schedule(PlateauConfig(epochs=2), per_epoch=2)
-    from lthlib.nets.paper_networks import create_network
-    state = create_network("resnet18", 10, (1, 28, 28), seed=0).state_dict()
-    plain = conv_engine.train_group([state], [None], data, cfg, [0])[0]
-    points = []
-    hooked = conv_engine.train_group([state], [None], data, cfg, [0],
-                                     checkpoint=tmp_path / "c.pt",
-                                     on_eval=lambda p: points.append(p) or False)[0]
-    assert hooked.history.equals(plain.history)
-    assert all(torch.equal(hooked.final_state[k], v) for k, v in plain.final_state.items())
-    assert [(p.iteration, p.final) for p in points] == [(0, False), (2, False), (4, True)]
-    assert not (tmp_path / "c.pt").exists()  # removed once the run ended
-    conv_engine.train_group([state], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
-                            on_eval=lambda p: p.iteration == 2)
-    assert (tmp_path / "c.pt").exists()
-    with pytest.raises(ValueError, match="c.pt is not a checkpoint of this run"):
-        conv_engine.train_group([state], [None], data, cfg, [1], checkpoint=tmp_path / "c.pt")
-
-
-def test_conv_engine_refuses_a_checkpoint_of_other_weights_or_no_checkpoint(tmp_path):
-    from lthlib.nets.paper_networks import create_network
-    data, cfg = _split(), schedule(PlateauConfig(epochs=2), per_epoch=2)
-    states = [create_network("resnet18", 10, (1, 28, 28), seed=s).state_dict() for s in (0, 1)]
-    conv_engine.train_group(states[:1], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
-                            on_eval=lambda p: p.iteration == 2)
-    with pytest.raises(ValueError, match="not a checkpoint of this run"):
-        conv_engine.train_group(states[1:], [None], data, cfg, [0],
-                                checkpoint=tmp_path / "c.pt")
-    (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="c.pt is no readable checkpoint"):
-        conv_engine.train_group(states[:1], [None], data, cfg, [0],
-                                checkpoint=tmp_path / "c.pt")

@@ -234,7 +234,7 @@ def test_ceiling_network_keeps_only_convolutions() -> None:
 
 
 def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
-    from lthlib.config import experiment as config
+    from lthlib import config
     prof = config.Profile("mini", iterations_scale=0.1, global_rate=0.36, precision="bf16")
     monkeypatch.setitem(config.PROFILE_PRESETS, "mini", prof)
     cfg = config.make_experiment("global-imp", "resnet18", "fashionmnist", "mini")
@@ -281,3 +281,39 @@ def test_compiled_matches_train_cpu() -> None:
         for k, v in state.items():
             assert torch.allclose(res.final_state[k].float(), v.float(), atol=2e-4,
                                   rtol=1e-3), k
+
+
+def test_conv_engine_hooks_change_no_number_and_refuse_another_runs_checkpoint(tmp_path):
+    """on_eval sees every evaluation point; a checkpointed, hooked run gives the plain run's
+    numbers; a checkpoint of other arguments is refused with the file named."""
+    torch.set_num_threads(1)
+    data, cfg = _split(side=28), TrainConfig("sgd", 0.1, 16, 4, eval_every=2)
+    state = create_network("resnet18", 10, (1, 28, 28), seed=0).state_dict()
+    plain = conv_engine.train_group([state], [None], data, cfg, [0])[0]
+    points = []
+    hooked = conv_engine.train_group([state], [None], data, cfg, [0],
+                                     checkpoint=tmp_path / "c.pt",
+                                     on_eval=lambda p: points.append(p) or False)[0]
+    assert hooked.history.equals(plain.history)
+    assert all(torch.equal(hooked.final_state[k], v) for k, v in plain.final_state.items())
+    assert [(p.iteration, p.final) for p in points] == [(0, False), (2, False), (4, True)]
+    assert not (tmp_path / "c.pt").exists()  # removed once the run ended
+    conv_engine.train_group([state], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
+                            on_eval=lambda p: p.iteration == 2)
+    assert (tmp_path / "c.pt").exists()
+    with pytest.raises(ValueError, match="c.pt is not a checkpoint of this run"):
+        conv_engine.train_group([state], [None], data, cfg, [1], checkpoint=tmp_path / "c.pt")
+
+
+def test_conv_engine_refuses_a_checkpoint_of_other_weights_or_no_checkpoint(tmp_path):
+    data, cfg = _split(side=28), TrainConfig("sgd", 0.1, 16, 4, eval_every=2)
+    states = [create_network("resnet18", 10, (1, 28, 28), seed=s).state_dict() for s in (0, 1)]
+    conv_engine.train_group(states[:1], [None], data, cfg, [0], checkpoint=tmp_path / "c.pt",
+                            on_eval=lambda p: p.iteration == 2)
+    with pytest.raises(ValueError, match="not a checkpoint of this run"):
+        conv_engine.train_group(states[1:], [None], data, cfg, [0],
+                                checkpoint=tmp_path / "c.pt")
+    (tmp_path / "c.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="c.pt is no readable checkpoint"):
+        conv_engine.train_group(states[:1], [None], data, cfg, [0],
+                                checkpoint=tmp_path / "c.pt")
