@@ -212,6 +212,33 @@ def plateau_gap(runs_dir: str | Path | None = None) -> tuple[float, float] | Non
     return acc[5], acc[20]
 
 
+def ticket_reinit_sentence(runs_dir: str | Path | None = None) -> str:
+    """What the map says about tickets against their re-inits, from every measured pair at
+    θ0: the largest ticket instability against the smallest re-init instability, and at which
+    settings. Empty until both kinds have a pair."""
+    sums, _ = stability_results(runs_dir)
+    if sums.empty:
+        return ""
+    at0 = sums[(sums["rewind_iteration"] == 0) & ~sums["regime"].str.endswith("-augment")]
+    tickets = at0[at0["start"] == "ticket"]
+    reinits = at0[at0["start"] == "reinit"]
+    if tickets.empty or reinits.empty:
+        return ""
+    worst, best = 100 * tickets["instability"].max(), 100 * reinits["instability"].min()
+    settings = sorted(set(tickets["setting"]) | set(reinits["setting"]),
+                      key=lambda x: SETTINGS.index(x) if x in SETTINGS else len(SETTINGS))
+    relation = ("every ticket is more stable than every re-init"
+                if worst < best else "tickets and re-inits overlap")
+    text = (f"Across the {len(tickets)} ticket and {len(reinits)} re-init pairs measured at "
+            f"{', '.join(settings)}, {relation}: the largest ticket instability is "
+            f"{worst:.2f} pp, the smallest re-init instability {best:.2f} pp.")
+    if worst < best and "lr0.1" in set(tickets["setting"]):
+        text += (" By Frankle et al.'s account an IMP ticket that is stable from θ0 can train "
+                 "to full accuracy, so on this substitute the lr 0.1 ticket is expected to "
+                 "win, as measured; the paper's failure at lr 0.1 would need it unstable.")
+    return text
+
+
 def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> str:
     """The paragraph chapter 7.7 opens with, every number read from the ledger and the store."""
     fails = _row(ledger, "fig8-lr0.1-no-winning-tickets")
@@ -244,6 +271,9 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
         text.append("Stability to SGD noise, the explanation Frankle et al. (2020) give for "
                     "Figure 8, measured so far (instability of test error on the path between "
                     "two copies): " + "; ".join(parts) + ".")
+        sentence = ticket_reinit_sentence(runs_dir)
+        if sentence:
+            text.append(sentence)
     prog = map_progress(runs_dir)
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
                 "trained-out budget (plateau with augmentation, then IMP) is planned below "

@@ -39,3 +39,14 @@ def test_opening_answer_reads_the_ledger():
                  & (ledger["dataset"] == "fashionmnist")].iloc[0]
     assert f"{float(gap['ours']):+.2f} pp" in text
     assert "not trained out" in text and text.count("\n\n") == 2
+
+
+def test_ticket_reinit_sentence_states_the_extremes_of_the_committed_pairs(tmp_path):
+    sums, _ = stability_results()
+    at0 = sums[(sums["rewind_iteration"] == 0) & ~sums["regime"].str.endswith("-augment")]
+    tickets, reinits = at0[at0["start"] == "ticket"], at0[at0["start"] == "reinit"]
+    text = sv.ticket_reinit_sentence()
+    assert f"{100 * tickets['instability'].max():.2f} pp" in text
+    assert f"{100 * reinits['instability'].min():.2f} pp" in text
+    assert f"{len(tickets)} ticket and {len(reinits)} re-init pairs" in text
+    assert sv.ticket_reinit_sentence(tmp_path) == ""  # an empty store says nothing
