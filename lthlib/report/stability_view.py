@@ -262,8 +262,13 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
         text.append(f"The 5-epoch budget is not trained out: the dense lr 0.1 network reaches "
                     f"{gap[0]:.2f}% test accuracy after 5 epochs against {gap[1]:.2f}% after "
                     f"20 (one seed), a difference about as large as the effects being judged.")
+    sentence = ticket_reinit_sentence(runs_dir)
     table = stability_table(runs_dir)
-    if not table.empty:
+    if sentence:
+        text.insert(1, "Why, from the stability map (stability to SGD noise, the explanation "
+                    "Frankle et al. (2020) give for Figure 8): " + sentence[0].lower()
+                    + sentence[1:] + " The other candidate is the short budget.")
+    elif not table.empty:
         at0 = table[table["k"] == 0]
         parts = [f"{r['start']} at {r['setting']}: {r['mean (pp)']:.1f} pp "
                  f"({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})"
@@ -271,9 +276,6 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
         text.append("Stability to SGD noise, the explanation Frankle et al. (2020) give for "
                     "Figure 8, measured so far (instability of test error on the path between "
                     "two copies): " + "; ".join(parts) + ".")
-        sentence = ticket_reinit_sentence(runs_dir)
-        if sentence:
-            text.append(sentence)
     prog = map_progress(runs_dir)
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
                 "trained-out budget (plateau with augmentation, then IMP) is planned below "
