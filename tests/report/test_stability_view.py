@@ -48,7 +48,7 @@ def test_ticket_reinit_sentence_states_each_setting_and_lr01s_extremes(tmp_path)
     for (setting, start), g in at0[at0["start"].isin(["ticket", "reinit"])].groupby(
             ["setting", "start"]):
         name = "ticket" if start == "ticket" else "re-init"
-        assert f"{name} {100 * g['instability'].mean():.2f} pp ({len(g)} seed" in text
+        assert f"{name} {(100 * g['instability']).mean():.2f} pp ({len(g)} seed" in text
     lr01 = at0[at0["setting"] == "lr0.1"]
     worst = 100 * lr01[lr01["start"] == "ticket"]["instability"].max()
     best = 100 * lr01[lr01["start"] == "reinit"]["instability"].min()
