@@ -126,6 +126,28 @@ def test_networks_outside_the_conv_engine_train_in_the_single_network_loop(tmp_p
     assert len(path) == 3 and record["train_iterations_per_copy"] == 2
 
 
+def test_vgg19_pairs_reestimate_batchnorm_on_the_path_and_are_read_back(tmp_path, monkeypatch):
+    cfg = st.regime_config("lr0.1", 0, profile="smoke")
+    cfg = replace(cfg, arch="vgg19", train=replace(cfg.train, iterations=2, eval_every=2,
+                                                   batch_size=4, milestones=()),
+                  points=3, bn_examples=8)
+    seen = []
+    real = st.reestimate_bn
+
+    def counting(net, x, batch=256):
+        seen.append(len(x))
+        return real(net, x, batch)
+
+    monkeypatch.setattr(st, "reestimate_bn", counting)
+    out = st.run_pair(cfg, tmp_path, data=_tiny_split())
+    path, record = st.load_pair(out)
+    assert len(path) == 3 and out.parent.name.startswith("vgg19-fashionmnist-")
+    assert seen == [8, 8, 8]  # one re-estimation per point, on bn_examples training images
+    sums, paths = st.stability_results(tmp_path, arch="vgg19")
+    assert len(sums) == 1 and len(paths) == 3
+    assert 0.0 <= sums["instability"].iloc[0] <= 1.0
+
+
 def test_bad_configs_are_one_line_errors():
     cfg = st.regime_config("lr0.1", 0)
     with pytest.raises(ValueError, match="start"):
