@@ -212,6 +212,45 @@ def plateau_gap(runs_dir: str | Path | None = None) -> tuple[float, float] | Non
     return acc[5], acc[20]
 
 
+def _mean_pp(rows: pd.DataFrame) -> str:
+    v = 100 * rows["instability"]
+    return f"{v.mean():.2f} pp ({len(v)} seed{'s' if len(v) > 1 else ''})"
+
+
+def dense_sentence(runs_dir: str | Path | None = None) -> str:
+    """What the map says about the dense network: its instability from θ0 per setting (and
+    which setting's is the highest), with the paper's augmentation,
+    and at lr 0.1 from θk. Only what is measured; empty until a dense pair exists."""
+    sums, _ = stability_results(runs_dir)
+    if sums.empty:
+        return ""
+    dense = sums[sums["start"] == "dense"]
+    augmented = dense["regime"].str.endswith("-augment")
+    names = {"lr0.1": "lr 0.1", "lr0.01": "lr 0.01", "lr0.03-warmup": "lr 0.03 with warmup"}
+    out = []
+    for aug, lead in ((False, "The dense network from θ0"),
+                      (True, "With the paper's augmentation (flip, pad-4 crop) it measures")):
+        here = dense[(dense["rewind_iteration"] == 0) & (augmented == aug)]
+        means = {st: 100 * here[here["setting"] == st]["instability"].mean()
+                 for st in SETTINGS if (here["setting"] == st).any()}
+        if not means:
+            continue
+        parts = ", ".join(f"{names[st]} {_mean_pp(here[here['setting'] == st])}"
+                          for st in means)
+        order = ""
+        if len(means) == len(SETTINGS):
+            top = max(means, key=means.get)
+            order = f", highest at {names[top]}"
+        out.append(f"{lead}: {parts}{order}.")
+    late = dense[(dense["rewind_iteration"] > 0) & ~augmented & (dense["setting"] == "lr0.1")]
+    if not late.empty:
+        parts = ", ".join(
+            f"k = {k} ({100 * k / BUDGET_ITERATIONS:.0f}% of T): {_mean_pp(g)}"
+            for k, g in late.groupby("rewind_iteration"))
+        out.append(f"At lr 0.1 from θk: {parts}.")
+    return " ".join(out)
+
+
 def ticket_reinit_sentence(runs_dir: str | Path | None = None) -> str:
     """What the map says about tickets against their re-inits at θ0, setting by setting (mean
     instability and seeds), and, where lr 0.1 has both, whether its ticket is stable where
@@ -274,9 +313,11 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
     sentence = ticket_reinit_sentence(runs_dir)
     table = stability_table(runs_dir)
     if sentence:
+        dense = dense_sentence(runs_dir)
         text.insert(1, "Why, from the stability map (stability to SGD noise, the explanation "
                     "Frankle et al. (2020) give for Figure 8): " + sentence[0].lower()
-                    + sentence[1:] + " The other candidate is the short budget.")
+                    + sentence[1:] + (" " + dense if dense else "")
+                    + " The other candidate is the short budget.")
     elif not table.empty:
         at0 = table[table["k"] == 0]
         parts = [f"{r['start']} at {r['setting']}: {r['mean (pp)']:.1f} pp "

@@ -54,3 +54,19 @@ def test_ticket_reinit_sentence_states_each_setting_and_lr01s_extremes(tmp_path)
     best = 100 * lr01[lr01["start"] == "reinit"]["instability"].min()
     assert (f"at most {worst:.2f} pp" in text) == (worst < best)
     assert sv.ticket_reinit_sentence(tmp_path) == ""  # an empty store says nothing
+
+
+def test_dense_sentence_states_what_is_measured_and_only_that(tmp_path):
+    sums, _ = stability_results()
+    dense = sums[sums["start"] == "dense"]
+    text = sv.dense_sentence()
+    plain = dense[(dense["rewind_iteration"] == 0) & ~dense["regime"].str.endswith("-augment")]
+    for setting, g in plain.groupby("setting"):
+        assert f"{(100 * g['instability']).mean():.2f} pp ({len(g)} seed" in text
+    assert ("highest at" in text) == (plain["setting"].nunique() == 3)
+    late = dense[dense["rewind_iteration"] > 0]
+    assert ("from θk" in text) == (not late.empty)
+    for k in late["rewind_iteration"].unique():
+        assert f"k = {k} (" in text
+    assert ("augmentation" in text) == dense["regime"].str.endswith("-augment").any()
+    assert sv.dense_sentence(tmp_path) == ""
