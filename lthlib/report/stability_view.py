@@ -58,9 +58,12 @@ def stability_table(runs_dir: str | Path | None = None) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     order = {s: i for i, s in enumerate(SETTINGS)}
     kinds = {label: i for i, (_, _, label) in enumerate(KINDS)}
-    return out.sort_values(["k", "setting", "start"], key=lambda c: c.map(
+    out = out.sort_values(["k", "setting", "start"], key=lambda c: c.map(
         order if c.name == "setting" else kinds if c.name == "start" else lambda x: x)
     ).reset_index(drop=True)
+    late = out["k"] > 0  # a rewound pair starts from θk, not θ0
+    out.loc[late, "start"] = out.loc[late, "start"].str.replace("θ0", "θk")
+    return out
 
 
 def stability_figure(runs_dir: str | Path | None = None) -> plt.Figure | None:

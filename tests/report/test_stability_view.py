@@ -15,7 +15,8 @@ def test_table_and_figure_show_every_finished_pair():
     sums, paths = stability_results()
     table = sv.stability_table()
     assert len(sums) >= 1 and table["seeds"].sum() == len(sums)
-    assert (paths.groupby(["label", "seed"]).size() == 11).all()  # 11 points per path
+    assert (paths.groupby(["regime", "label", "seed"]).size() == 11).all()  # 11 points per path
+    assert not table[table["k"] > 0]["start"].str.contains("θ0").any()
     one = table[table["seeds"] == 1]
     assert (one["95% CI (pp)"] == "– (one seed)").all()
     fig = sv.stability_figure()
