@@ -315,12 +315,13 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
                     f"20 (one seed), a difference about as large as the effects being judged.")
     sentence = ticket_reinit_sentence(runs_dir)
     table = stability_table(runs_dir)
+    dense_part = ""
     if sentence:
         dense = dense_sentence(runs_dir)
         text.insert(1, "Why, from the stability map (stability to SGD noise, the explanation "
                     "Frankle et al. (2020) give for Figure 8): " + sentence[0].lower()
-                    + sentence[1:] + (" " + dense if dense else "")
-                    + " The other candidate is the short budget.")
+                    + sentence[1:] + " The other candidate is the short budget.")
+        dense_part = dense
     elif not table.empty:
         at0 = table[table["k"] == 0]
         parts = [f"{r['start']} at {r['setting']}: {r['mean (pp)']:.1f} pp "
@@ -333,6 +334,8 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
                 "trained-out budget (plateau with augmentation, then IMP) is planned below "
                 "with its cost and has not been run.")
-    # the answer and its evidence first, then why, then what is still to run
-    return "\n\n".join([text[0], " ".join(text[1:-1]), text[-1]] if len(text) > 2
-                       else text)
+    # the answer and its evidence first, then why, the dense network, then what is still to run
+    parts = [text[0], " ".join(text[1:-1]), text[-1]] if len(text) > 2 else text
+    if sentence and dense_part:
+        parts.insert(-1, dense_part)
+    return "\n\n".join(parts)
