@@ -315,13 +315,11 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
                     f"20 (one seed), a difference about as large as the effects being judged.")
     sentence = ticket_reinit_sentence(runs_dir)
     table = stability_table(runs_dir)
-    dense_part = ""
+    dense_part = dense_sentence(runs_dir) if sentence else ""
     if sentence:
-        dense = dense_sentence(runs_dir)
         text.insert(1, "Why, from the stability map (stability to SGD noise, the explanation "
                     "Frankle et al. (2020) give for Figure 8): " + sentence[0].lower()
                     + sentence[1:] + " The other candidate is the short budget.")
-        dense_part = dense
     elif not table.empty:
         at0 = table[table["k"] == 0]
         parts = [f"{r['start']} at {r['setting']}: {r['mean (pp)']:.1f} pp "
@@ -336,6 +334,6 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
                 "with its cost and has not been run.")
     # the answer and its evidence first, then why, the dense network, then what is still to run
     parts = [text[0], " ".join(text[1:-1]), text[-1]] if len(text) > 2 else text
-    if sentence and dense_part:
+    if dense_part:
         parts.insert(-1, dense_part)
     return "\n\n".join(parts)
