@@ -18,12 +18,12 @@ import pandas as pd
 from lthlib.config.paper import RESNET_LR_SETTINGS
 from lthlib.config.experiment import ExperimentConfig
 from lthlib.store.run_store import ExperimentResult, RunStore
-from lthlib.studies.plateau import plateau_curves
+from lthlib.studies import plateau_plan
 from lthlib.report.analysis import level_means, smallest_gap_by_trial, ticket_gaps
 from lthlib.report.chapters import Need
 from lthlib.report.context import Context
 from lthlib.report.claims.evidence import TEST_IMAGES
-from lthlib.report.text import format_duration, format_wall_time, pct
+from lthlib.report.text import format_wall_time, pct
 from lthlib.report.claims.intervals import sampling_se
 
 
@@ -187,25 +187,50 @@ def ordering_text(results: Mapping[str, ExperimentResult]) -> str:
 
 
 def plateau_table(runs_dir: str | Path) -> pd.DataFrame:
-    """The dense budgets measured to choose the profile (``runs/plateau``, written by
-    ``python -m lthlib plateau``): epochs, iterations, final test accuracy, its distance to
-    the longest budget's, and the wall time."""
-    rows = []
-    for _, curve, rec in plateau_curves(runs_dir):
-        if not rec.get("complete"):
+    """The dense budgets measured to choose the profile (``runs/plateau``), one row per
+    setting and budget: seeds, seed-mean final test accuracy and each seed's, training
+    accuracy, distance to the setting's plateau and wall time
+    (:func:`lthlib.studies.plateau_plan.budget_table`)."""
+    table = plateau_plan.budget_table(runs_dir)
+    if table.empty:
+        return table
+    return table.assign(**{
+        "test acc. (%)": table["test acc. (%)"].round(2),
+        "train acc. (%)": table["train acc. (%)"].round(2),
+        "below the plateau (pp)": table["below the plateau (pp)"].round(2),
+        "wall time per run (min)": table["wall time per run (min)"].round(0).astype(int),
+        "within tolerance": table["within tolerance"].map({True: "yes", False: "no"})})
+
+
+def budget_text(runs_dir: str | Path | None) -> str:
+    """The budget each setting's plateau curves choose, and what is still to run, from the
+    store (the rule: :mod:`lthlib.studies.plateau_plan`)."""
+    table = plateau_plan.budget_table(runs_dir)
+    choice = plateau_plan.budget_choice(table)
+    lines = []
+    for setting, (epochs, final) in choice.items():
+        g = table[table["setting"] == setting]
+        seeds = "/".join(str(int(n)) for n in g["seeds"])
+        if epochs is None:
+            lines.append(f"- {setting}: one budget measured ({int(g['epochs'].iloc[0])} "
+                         "epochs), so no plateau yet.")
             continue
-        rows.append({"epochs": int(rec["config"]["epochs"]),
-                     "iterations": int(rec["train"]["iterations"]),
-                     "lr": rec["config"]["lr"], "precision": rec["config"]["precision"],
-                     "final test acc.": float(curve["test_acc"].iloc[-1]),
-                     "wall time": format_duration(float(rec["wall_time_s"]))})
-    if not rows:
-        return pd.DataFrame()
-    table = pd.DataFrame(rows).sort_values("epochs").reset_index(drop=True)
-    top = table["final test acc."].iloc[-1]
-    table["below the longest"] = [f"{100 * (top - a):+.2f} pp" for a in table["final test acc."]]
-    table["final test acc."] = [pct(a, 2) for a in table["final test acc."]]
-    return table
+        lines.append(f"- {setting}: the smallest budget within "
+                     f"{plateau_plan.TOLERANCE_PP} pp of the plateau is **{epochs} epochs** "
+                     f"(budgets {', '.join(str(int(e)) for e in g['epochs'])} with "
+                     f"{seeds} seed(s)); " + ("final." if final else
+                                              "provisional: fewer than 2 seeds per budget."))
+    todo = plateau_plan.plan_progress(runs_dir)
+    left = todo[~todo["complete"]]
+    head = (f"Of the {len(todo)} planned augmented float32 curves "
+            f"(`python -m lthlib.studies.plateau_plan --list`), **{len(todo) - len(left)}** "
+            "are complete.")
+    budget, final = plateau_plan.figure8_budget(choice)
+    tail = ("Figure 8's trained-out budget is not chosen yet: every augmented setting needs "
+            "its curves." if budget is None else
+            f"Figure 8's budget, the largest of the three settings' choices: **{budget} "
+            f"epochs** ({'final' if final else 'provisional'}).")
+    return "\n".join([head, "", *lines, "", tail]) if lines else f"{head} {tail}"
 
 
 def setting_lines(results: Mapping[str, ExperimentResult]) -> str:

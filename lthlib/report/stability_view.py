@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lthlib.studies import plateau_plan
 from lthlib.studies.plateau import read_plateau
 from lthlib.studies.stability import load_pair, pair_dir, stability_results
 from lthlib.studies.stability_map import MAP_REWINDS, SETTINGS, map_plan
@@ -150,28 +151,39 @@ def _bench_seconds(runs_dir: Path) -> dict[str, float]:
     return out
 
 
-def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int = 20) -> pd.DataFrame:
-    """Core-hours of the remaining Figure 8 work on each CPU kind: network-equivalents (one
-    2,145-iteration float32 ResNet-18) times measured seconds per network. The stability
-    pairs' own seconds come from their records (under whatever load they ran)."""
+def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int | None = None
+              ) -> pd.DataFrame:
+    """Core-hours of the Figure 8 work still to run, on each CPU kind: network-equivalents
+    (one 2,145-iteration float32 ResNet-18) times measured seconds per network. The stability
+    pairs' own seconds come from their records (under whatever load they ran). Figure 8's
+    budget is ``fig8_epochs``, else the one the plateau curves chose, else 20 (assumed)."""
     root = resolve_runs_dir(runs_dir)
     secs = _bench_seconds(root)
     prog = map_progress(runs_dir)
+    plat = plateau_plan.plan_progress(runs_dir)
     done = prog[prog["done"]]
     if not done.empty:
         measured = (done["train_wall_time_s"] / 2).median()
         secs[f"{done['cpu'].iloc[0]} (pairs, measured)"] = float(measured)
-    scale = fig8_epochs / 5
-    work = [("stability map: 30 pairs, 2 networks each", 60.0,
-             f"{int((~prog['done']).sum())} pairs still to run"),
-            ("plateau: 3 settings x 2 seeds x budgets of 5, 10, 20 and 30 epochs, augmented",
-             3 * 2 * (5 + 10 + 20 + 30) / 5, "picks the budget"),
-            (f"Figure 8 at {fig8_epochs} epochs: 4 settings x 3 trials x 7 networks "
+    chosen = plateau_plan.figure8_budget(plateau_plan.budget_choice(
+        plateau_plan.budget_table(runs_dir)))[0]
+    epochs = fig8_epochs or chosen or 20
+    how = ("given" if fig8_epochs else "chosen by the plateau" if chosen
+           else "assumed until the plateau chooses")
+    plat_left = ((plat["epochs"] - plat["epochs done"]) * ~plat["complete"]).sum()
+    work = [("stability map: 30 pairs, 2 networks each", 2.0 * int((~prog["done"]).sum()),
+             f"{int((~prog['done']).sum())} of {len(prog)} pairs still to run"),
+            ("plateau: 3 settings x 2 seeds x budgets of 10, 20 and 30 epochs, augmented",
+             float(plat_left) / 5,
+             f"{int((~plat['complete']).sum())} of {len(plat)} curves still to run; picks "
+             "the budget"),
+            (f"Figure 8 at {epochs} epochs ({how}): 4 settings x 3 trials x 7 networks "
              f"(dense, 3 tickets, 3 re-inits; rewinding reuses lr 0.1's dense network)",
-             (4 * 3 * 7 - 3) * scale, "3 pruned levels, Pm 64/41/27%")]
+             (4 * 3 * 7 - 3) * epochs / 5, "3 pruned levels, Pm 64/41/27%")]
     rows = []
     for what, nets, note in work:
-        row: dict[str, Any] = {"work": what, "network-equivalents": nets, "note": note}
+        row: dict[str, Any] = {"work": what, "network-equivalents still to run": nets,
+                               "note": note}
         for kind, s in secs.items():
             row[f"core-hours, {kind}"] = round(nets * s / 3600, 1)
         rows.append(row)
@@ -329,6 +341,7 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
                     "Figure 8, measured so far (instability of test error on the path between "
                     "two copies): " + "; ".join(parts) + ".")
     prog = map_progress(runs_dir)
+    plat = plateau_plan.plan_progress(runs_dir)
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
                 "trained-out budget (plateau with augmentation, then IMP) is planned below "
                 "with its cost and has not been run.")

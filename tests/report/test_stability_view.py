@@ -29,8 +29,14 @@ def test_progress_and_cost_plan_follow_the_records():
     assert len(prog) == 30 and prog["done"].sum() == len(stability_results()[0])
     plan = sv.cost_plan()
     hours = plan[[c for c in plan.columns if c.startswith("core-hours")]]
-    assert len(plan) == 3 and (hours > 0).all().all()
-    assert plan["network-equivalents"].tolist()[0] == 60
+    assert len(plan) == 3 and (hours >= 0).all().all() and (hours.iloc[2] > 0).all()
+    left = plan["network-equivalents still to run"].tolist()
+    assert left[0] == 2 * (~prog["done"]).sum()
+    assert left[1] == sum(0 if done else (e - d) / 5 for e, d, done in zip(
+        *(sv.plateau_plan.plan_progress()[c] for c in ("epochs", "epochs done", "complete"))))
+    given = sv.cost_plan(fig8_epochs=10)
+    assert given["network-equivalents still to run"].iloc[2] == 81 * 10 / 5
+    assert "(given)" in given["work"].iloc[2]
 
 
 def test_opening_answer_reads_the_ledger():
