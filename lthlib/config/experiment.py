@@ -16,7 +16,7 @@ from lthlib.config.paper import (ARCHS, DATASETS, EXPERIMENTS, PRECISIONS, PROFI
                                  RESNET_LR_SETTINGS, RESULTS_VERSION, DataConfig, ModelConfig,
                                  PruneConfig, TrainConfig, check_choice, check_int, paper_model,
                                  paper_prune, paper_train)
-from lthlib.config.profiles import apply_profile, profile_precision
+from lthlib.config.profiles import AUGMENTED_ARCHS, apply_profile, profile_precision
 
 
 # --- experiments and identity ---------------------------------------------------------------
@@ -174,7 +174,7 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
     if rounds is not None:
         check_int("rounds", rounds, 1)
     train, prune = paper_train(arch), paper_prune(arch)
-    data = DataConfig(dataset, augment=arch in ("resnet18", "vgg19") and dataset == "cifar10")
+    data = DataConfig(dataset, augment=arch in AUGMENTED_ARCHS and dataset == "cifar10")
     if lr_setting:
         lr_setting = check_choice("lr setting", lr_setting, tuple(RESNET_LR_SETTINGS))
         if arch != "resnet18":
@@ -182,7 +182,7 @@ def make_experiment(experiment: str, arch: str = "lenet", dataset: str = "mnist"
                              f"settings, not for {arch!r}; allowed: arch 'resnet18', or no "
                              f"lr setting")
         train = replace(train, **RESNET_LR_SETTINGS[lr_setting])
-    train, prune, data = apply_profile(train, prune, data, profile)
+    train, prune, data = apply_profile(train, prune, data, profile, arch)
     if rounds is not None:
         prune = replace(prune, rounds=rounds)
     targets: tuple[float, ...] = ()

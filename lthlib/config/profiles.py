@@ -27,6 +27,9 @@ class Profile:
     # global pruning's rate per round (e.g. 0.36 = two of the paper's 20% rounds merged)
     global_rate: float | None = None
     precision: str | None = None  # "bf16": conv nets under bfloat16 autocast (resnet18)
+    # the paper's flip + 4-pixel pad-and-crop for ResNet-18 and VGG-19 on any dataset (the
+    # paper trains them so on CIFAR-10, where it is on without a profile)
+    augment: bool | None = None
     description: str = ""
 
 
@@ -59,9 +62,14 @@ def get_profile(name: str) -> Profile:
     return PROFILE_PRESETS[check_choice("profile", name, PROFILES)]
 
 
+AUGMENTED_ARCHS = ("resnet18", "vgg19")  # the networks the paper trains with augmentation
+
+
 def apply_profile(train: TrainConfig, prune: PruneConfig, data: DataConfig,
-                  profile: str) -> tuple[TrainConfig, PruneConfig, DataConfig]:
-    """Return the configs with the profile's deviations applied (schedules scale too)."""
+                  profile: str, arch: str = "lenet"
+                  ) -> tuple[TrainConfig, PruneConfig, DataConfig]:
+    """Return the configs with the profile's deviations applied (schedules scale too); a
+    profile's ``augment`` reaches only the networks the paper augments."""
     p = get_profile(profile)
     iters = train.iterations
     if p.iterations_scale is not None:
@@ -84,6 +92,8 @@ def apply_profile(train: TrainConfig, prune: PruneConfig, data: DataConfig,
         data = replace(data, train_subset=p.train_subset)
     if p.eval_subset is not None:
         data = replace(data, eval_subset=p.eval_subset)
+    if p.augment is not None and arch in AUGMENTED_ARCHS:
+        data = replace(data, augment=p.augment)
     return train, prune, data
 
 
@@ -91,7 +101,7 @@ def profile_deviations(profile: str, arch: str = "lenet") -> list[str]:
     """Human-readable list of everything ``profile`` changes from the paper for ``arch``."""
     p = get_profile(profile)
     base_t, base_p = paper_train(arch), paper_prune(arch)
-    t, pr, d = apply_profile(base_t, base_p, DataConfig(), profile)
+    t, pr, d = apply_profile(base_t, base_p, DataConfig(), profile, arch)
     out = []
     if t.iterations != base_t.iterations:
         out.append(f"training budget {t.iterations:,} iterations instead of {base_t.iterations:,}"
@@ -106,6 +116,9 @@ def profile_deviations(profile: str, arch: str = "lenet") -> list[str]:
         out.append(f"training on the first {p.train_subset:,} training examples only")
     if p.eval_subset is not None:
         out.append(f"validation/test on the first {p.eval_subset:,} examples only")
+    if p.augment and d.augment != DataConfig().augment:
+        out.append("the paper's CIFAR-10 augmentation (random flips, 4-pixel pad and crop) "
+                   "on this dataset too")
     if pr.conv_rate != base_p.conv_rate:
         out.append(f"{pr.conv_rate:.0%} of the conv weights pruned per round instead of "
                    f"{base_p.conv_rate:.0%} (levels at the sparsities of every other paper round)")

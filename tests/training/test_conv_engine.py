@@ -242,9 +242,16 @@ def test_profile_knobs_for_a_cpu_profile(monkeypatch) -> None:
     assert config.make_experiment("imp", "lenet", "mnist", "mini").precision == "fp32"
     devs = config.profile_deviations("mini", "resnet18")
     assert any("36%" in d for d in devs) and any("bf16" in d for d in devs)
+    assert not any("augmentation" in d for d in devs)
+    monkeypatch.setitem(config.PROFILE_PRESETS, "mini",
+                        config.Profile("mini", iterations_scale=0.1, augment=True))
+    assert config.make_experiment("global-imp", "resnet18", "fashionmnist", "mini").data.augment
+    assert not config.make_experiment("imp", "lenet", "mnist", "mini").data.augment
+    assert any("augmentation" in d for d in config.profile_deviations("mini", "resnet18"))
+    assert not any("augmentation" in d for d in config.profile_deviations("mini", "lenet"))
     monkeypatch.undo()
-    assert "precision" not in config.make_experiment("global-imp", "resnet18",
-                                                     "fashionmnist", "mini").to_dict()
+    plain = config.make_experiment("global-imp", "resnet18", "fashionmnist", "mini")
+    assert "precision" not in plain.to_dict() and not plain.data.augment
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch) -> None:
