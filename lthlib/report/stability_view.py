@@ -342,9 +342,15 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
                     "two copies): " + "; ".join(parts) + ".")
     prog = map_progress(runs_dir)
     plat = plateau_plan.plan_progress(runs_dir)
-    text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs; the "
-                "trained-out budget (plateau with augmentation, then IMP) is planned below "
-                "with its cost and has not been run.")
+    n_plat = int(plat["complete"].sum())
+    budget, final = plateau_plan.figure8_budget(plateau_plan.budget_choice(
+        plateau_plan.budget_table(runs_dir)))
+    chosen = ("no budget is chosen yet" if budget is None else
+              f"they choose {budget} epochs ({'final' if final else 'provisional'})")
+    text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs. The "
+                f"trained-out budget: {n_plat} of {len(plat)} augmented plateau curves are "
+                f"complete and {chosen}; IMP at that budget has not been run (plan and cost "
+                "below).")
     # the answer and its evidence first, then why, the dense network, then what is still to run
     parts = [text[0], " ".join(text[1:-1]), text[-1]] if len(text) > 2 else text
     if dense_part:

@@ -46,6 +46,8 @@ def test_opening_answer_reads_the_ledger():
                  & (ledger["dataset"] == "fashionmnist")].iloc[0]
     assert f"{float(gap['ours']):+.2f} pp" in text
     assert "not trained out" in text
+    done = int(sv.plateau_plan.plan_progress()["complete"].sum())
+    assert f"{done} of 18 augmented plateau curves are complete" in text
     assert text.count("\n\n") == 2 + bool(sv.dense_sentence() and sv.ticket_reinit_sentence())
 
 
