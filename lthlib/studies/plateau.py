@@ -149,11 +149,12 @@ def _earlier_walls(out: Path) -> dict[int, float]:
 
 def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
                 device: str | None = "cpu", stop_after_s: float | None = None,
-                data: TensorSplit | None = None) -> Path:
+                data: TensorSplit | None = None, progress: bool = False) -> Path:
     """Train (or resume) the curve of ``cfg`` through the engines; returns its folder.
     Writes the curve and its record after every epoch; ``stop_after_s`` stops (resumably)
     after the first epoch that ends past that many seconds. A complete, verified curve is
-    returned without training. ``data``: the splits (default: the dataset's, split seed 0)."""
+    returned without training. ``data``: the splits (default: the dataset's, split seed 0);
+    ``progress``: a progress bar named after the curve."""
     out = resolve_runs_dir(runs_dir) / "plateau" / cfg.name()
     try:
         if read_plateau(out)[1].get("complete"):
@@ -191,10 +192,12 @@ def run_plateau(cfg: PlateauConfig, runs_dir: str | os.PathLike | None = None,
         state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         conv_engine.train_group([state], [None], data, tcfg, [cfg.seed], device=dev,
                                 augment=cfg.augment, bf16=cfg.precision == "bf16",
-                                checkpoint=out / "ckpt" / "resume.pt", on_eval=store_point)
+                                checkpoint=out / "ckpt" / "resume.pt", on_eval=store_point,
+                                progress=cfg.name() if progress else False)
     else:
         train_one(net, data, tcfg, batch_seed=cfg.seed, run_dir=out / "ckpt", device=dev,
-                  augment=cfg.augment, on_eval=store_point)
+                  augment=cfg.augment, on_eval=store_point,
+                  progress=cfg.name() if progress else False)
     return out
 
 
@@ -239,7 +242,7 @@ def handle(args: argparse.Namespace) -> int:
     out = run_plateau(PlateauConfig(args.arch, args.dataset, args.epochs, args.lr,
                                     args.precision, args.seed, augment=args.augment,
                                     warmup_fraction=args.warmup_fraction),
-                      args.runs_dir, stop_after_s=args.stop_after_s)
+                      args.runs_dir, stop_after_s=args.stop_after_s, progress=True)
     print(out)
     return 0
 

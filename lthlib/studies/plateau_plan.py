@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--runs {bad}: allowed plan indices 0..{len(plan) - 1} (see --list)")
     torch.set_num_threads(1)
     for j in args.runs:
-        print(run_plateau(plan[j], args.runs_dir), flush=True)
+        print(run_plateau(plan[j], args.runs_dir, progress=True), flush=True)
     return 0
 
 

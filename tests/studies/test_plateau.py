@@ -117,6 +117,12 @@ def test_a_stopped_curve_resumes_to_the_uninterrupted_one(tmp_path, monkeypatch,
     assert pl.run_plateau(cfg, tmp_path / "whole", data=_split()) == whole
 
 
+def test_the_command_shows_a_progress_bar_named_after_the_curve(tmp_path, capsys):
+    cfg = PlateauConfig(arch="lenet", dataset="mnist", epochs=1)
+    pl.run_plateau(cfg, tmp_path, data=_split(), progress=True)
+    assert cfg.name() in capsys.readouterr().err
+
+
 def test_a_changed_curve_is_refused_and_left_out(tmp_path):
     cfg = PlateauConfig(arch="lenet", dataset="mnist", epochs=1)
     out = pl.run_plateau(cfg, tmp_path, data=_split())
