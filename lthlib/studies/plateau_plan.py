@@ -41,14 +41,12 @@ TOLERANCE_PP = 0.3  # issue: "within 0.3 pp of its plateau"; about one test-set 
 
 
 def plan_configs() -> list[PlateauConfig]:
-    """The 18 planned curves, in the order that decides soonest: per seed, the longest budget
-    of every setting (the plateau), then the shortest, then the middle one."""
-    plan = []
-    for seed in PLAN_SEEDS:
-        for epochs in (PLAN_EPOCHS[-1], PLAN_EPOCHS[0], *PLAN_EPOCHS[1:-1]):
-            plan += [PlateauConfig(epochs=epochs, lr=lr, warmup_fraction=wf, augment=True,
-                                   seed=seed) for lr, wf in PLAN_SETTINGS.values()]
-    return plan
+    """The 18 planned curves, in the order that decides soonest: the longest budget of every
+    setting (the plateau) and the shortest, seed by seed, then the middle budgets."""
+    order = [(e, s) for s in PLAN_SEEDS for e in (PLAN_EPOCHS[-1], PLAN_EPOCHS[0])]
+    order += [(e, s) for e in PLAN_EPOCHS[1:-1] for s in PLAN_SEEDS]
+    return [PlateauConfig(epochs=e, lr=lr, warmup_fraction=wf, augment=True, seed=s)
+            for e, s in order for lr, wf in PLAN_SETTINGS.values()]
 
 
 def setting_label(cfg: dict[str, Any]) -> str:
