@@ -170,7 +170,8 @@ def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int | None = None
     epochs = fig8_epochs or chosen or 20
     how = ("given" if fig8_epochs else "chosen by the plateau" if chosen
            else "assumed until the plateau chooses")
-    plat_left = ((plat["epochs"] - plat["epochs done"]) * ~plat["complete"]).sum()
+    # a partial curve resumes only where its gitignored checkpoint is: count it whole
+    plat_left = plat.loc[~plat["complete"], "epochs"].sum()
     work = [("stability map: 30 pairs, 2 networks each", 2.0 * int((~prog["done"]).sum()),
              f"{int((~prog['done']).sum())} of {len(prog)} pairs still to run"),
             ("plateau: 3 settings x 2 seeds x budgets of 10, 20 and 30 epochs, augmented",
