@@ -90,7 +90,10 @@ def budget_table(runs_dir: str | Path | None = None,
         if not rec.get("complete"):
             continue
         cfg = rec["config"]
-        rows.append({"setting": setting_label(cfg), "epochs": int(cfg["epochs"]),
+        # the plan's settings first (augmented float32, lr 0.1 / 0.01 / warmup), then others
+        order = (not cfg.get("augment"), cfg["precision"] != "fp32",
+                 bool(cfg.get("warmup_fraction")), -float(cfg["lr"]))
+        rows.append({"order": order, "setting": setting_label(cfg), "epochs": int(cfg["epochs"]),
                      "iterations": int(rec["train"]["iterations"]), "seed": int(cfg["seed"]),
                      "test": 100 * float(curve["test_acc"].iloc[-1]),
                      "train": 100 * float(curve["train_acc"].iloc[-1]),
@@ -99,7 +102,7 @@ def budget_table(runs_dir: str | Path | None = None,
         return pd.DataFrame()
     runs = pd.DataFrame(rows)
     out = []
-    for (setting, epochs), g in runs.groupby(["setting", "epochs"], sort=True):
+    for (_, setting, epochs), g in runs.groupby(["order", "setting", "epochs"], sort=True):
         g = g.sort_values("seed")
         out.append({"setting": setting, "epochs": epochs, "iterations": g["iterations"].iloc[0],
                     "seeds": len(g), "test acc. (%)": g["test"].mean(),
@@ -121,7 +124,7 @@ def budget_choice(table: pd.DataFrame, seeds: int = len(PLAN_SEEDS)
     out: dict[str, tuple[int | None, bool]] = {}
     if table.empty:
         return out
-    for setting, g in table.groupby("setting", sort=True):
+    for setting, g in table.groupby("setting", sort=False):
         if len(g) < 2:
             out[setting] = (None, False)
             continue
