@@ -215,11 +215,17 @@ def budget_text(runs_dir: str | Path | None) -> str:
             lines.append(f"- {setting}: one budget measured ({int(g['epochs'].iloc[0])} "
                          "epochs), so no plateau yet.")
             continue
+        measured = (f"budgets {', '.join(str(int(e)) for e in g['epochs'])} with {seeds} "
+                    "seed(s)")
+        status = "final." if final else "provisional: fewer than 2 seeds per budget."
+        if epochs == int(g["epochs"].max()):
+            lines.append(f"- {setting}: only the longest budget, **{epochs} epochs**, is within "
+                         f"{plateau_plan.TOLERANCE_PP} pp of the best ({measured}), so these "
+                         f"budgets do not show where the curve levels off; {status}")
+            continue
         lines.append(f"- {setting}: the smallest budget within "
                      f"{plateau_plan.TOLERANCE_PP} pp of the plateau is **{epochs} epochs** "
-                     f"(budgets {', '.join(str(int(e)) for e in g['epochs'])} with "
-                     f"{seeds} seed(s)); " + ("final." if final else
-                                              "provisional: fewer than 2 seeds per budget."))
+                     f"({measured}); {status}")
     todo = plateau_plan.plan_progress(runs_dir)
     left = todo[~todo["complete"]]
     head = (f"Of the {len(todo)} planned augmented float32 curves "

@@ -74,6 +74,9 @@ def test_the_smallest_budget_within_tolerance_of_the_plateau_is_chosen(tmp_path)
     text = figure8.budget_text(tmp_path)
     assert "**9** are complete" in text and "**20 epochs**" in text
     assert "not chosen yet" in text
+    assert "only the longest budget" not in text  # lr 0.1's 20 epochs is below its longest
+    _store_curve(tmp_path, _cfg("lr0.03-warmup", 10, 1), 0.90)
+    assert "only the longest budget, **30 epochs**" in figure8.budget_text(tmp_path)
 
 
 def test_an_empty_store_has_no_budget(tmp_path):
