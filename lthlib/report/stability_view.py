@@ -165,8 +165,7 @@ def cost_plan(runs_dir: str | Path | None = None, fig8_epochs: int | None = None
     if not done.empty:
         measured = (done["train_wall_time_s"] / 2).median()
         secs[f"{done['cpu'].iloc[0]} (pairs, measured)"] = float(measured)
-    chosen = plateau_plan.figure8_budget(plateau_plan.budget_choice(
-        plateau_plan.budget_table(runs_dir)))[0]
+    chosen = plateau_plan.chosen_budget(runs_dir)[0]
     epochs = fig8_epochs or chosen or 20
     how = ("given" if fig8_epochs else "chosen by the plateau" if chosen
            else "assumed until the plateau chooses")
@@ -344,8 +343,7 @@ def figure8_answer(ledger: pd.DataFrame, runs_dir: str | Path | None = None) -> 
     prog = map_progress(runs_dir)
     plat = plateau_plan.plan_progress(runs_dir)
     n_plat = int(plat["complete"].sum())
-    budget, final = plateau_plan.figure8_budget(plateau_plan.budget_choice(
-        plateau_plan.budget_table(runs_dir)))
+    budget, final = plateau_plan.chosen_budget(runs_dir)
     chosen = ("no budget is chosen yet" if budget is None else
               f"they choose {budget} epochs ({'final' if final else 'provisional'})")
     text.append(f"The stability map has {int(prog['done'].sum())} of {len(prog)} pairs. The "

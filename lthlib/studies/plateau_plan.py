@@ -145,6 +145,11 @@ def figure8_budget(choice: dict[str, tuple[int | None, bool]],
     return max(e for e, _ in got if e is not None), all(f for _, f in got)
 
 
+def chosen_budget(runs_dir: str | Path | None = None) -> tuple[int | None, bool]:
+    """Figure 8's budget from the stored curves: :func:`figure8_budget` of the store."""
+    return figure8_budget(budget_choice(budget_table(runs_dir)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m lthlib.studies.plateau_plan --runs 0 1``: train those planned curves."""
     ap = argparse.ArgumentParser(prog="python -m lthlib.studies.plateau_plan",
